@@ -1,0 +1,3 @@
+"""DiffCap-Bench: are diffusion image captioners really worse than autoregressive ones?"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,273 @@
+"""bench.yaml -> typed, validated config. The one place where YAML becomes objects.
+
+A bad file or `--set` override fails here, before any work, with a `ConfigError` naming the file, the
+dotted key, what was found and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Phase = Literal["train", "eval", "latency", "errprop"]
+PHASES: tuple[str, ...] = ("train", "eval", "latency", "errprop")
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message is meant for the user as is (no traceback needed)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """What one job asks of the executor (Ray schedules on these)."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class TrainConfig(_Strict):
+    """The shared training loop's settings (bench/train.py)."""
+
+    epochs: float | None = Field(1.0, gt=0, description="budget in epochs (None: use minutes only)")
+    minutes: float | None = Field(None, gt=0, description="wall-clock budget; whichever ends first")
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
+    schedule: Literal["linear", "constant", "cosine"] = "linear"
+    max_grad_norm: float | None = Field(None, gt=0)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    captions_per_image: int | None = Field(None, ge=1, description="None: every reference is a sample")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: the job's cpus)")
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> TrainConfig:
+        if self.epochs is None and self.minutes is None:
+            raise ValueError("set at least one of epochs or minutes")
+        return self
+
+
+class EvalConfig(_Strict):
+    batch_size: int = Field(64, ge=1)
+    split: Literal["val", "test"] = "test"
+    num_workers: int = Field(0, ge=0)
+
+
+class ModelSpec(_Strict):
+    """One row of a suite: a registered captioner and how to train and decode it."""
+
+    name: str
+    label: str | None = Field(None, description="display name (default: name)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="captioner config fields")
+    train: dict[str, Any] = Field(default_factory=dict, description="overrides of the suite's train")
+    decoding: dict[str, Any] = Field(default_factory=dict)
+    phases: list[Phase] | None = None
+    resources: Resources | None = None
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class SuiteConfig(_Strict):
+    description: str = ""
+    tasks: list[str] = Field(min_length=1)
+    models: list[ModelSpec] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    phases: list[Phase] = Field(default_factory=lambda: ["train", "eval"], min_length=1)
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _model_train_overrides(self) -> SuiteConfig:
+        for i, spec in enumerate(self.models):
+            try:
+                TrainConfig.model_validate({**self.train.model_dump(), **spec.train})
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"models.{i}.train.{where}: {first['msg']}") from None
+        return self
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_as_models(cls, value: Any) -> Any:
+        # `models: [constant, {name: vit-gpt2-mini, ...}]`: a bare name is a spec with defaults.
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["ray", "local"] = "ray"
+    address: str | None = Field(None, description="Ray address; None starts a local instance")
+    max_retries: int = Field(1, ge=0, description="retries of a job whose worker died")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a locally started Ray instance")
+
+
+class TrackingConfig(_Strict):
+    kind: Literal["mlflow", "none"] = "mlflow"
+    uri: str = Field("sqlite:///results/mlflow.db", description="MLflow tracking URI")
+    experiment: str = Field("diffcap-bench/{suite}", description="experiment name; {suite} expands")
+
+
+class BenchConfig(_Strict):
+    results_dir: Path = Path("results")
+    executor: ExecutorConfig = ExecutorConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    tasks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="task name -> options")
+    suites: dict[str, SuiteConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> BenchConfig:
+        from bench.registry import captioners, tasks
+
+        for suite_name, suite in self.suites.items():
+            for i, spec in enumerate(suite.models):
+                if spec.name not in captioners:
+                    raise ValueError(_unknown(f"suites.{suite_name}.models.{i}.name", spec.name,
+                                              captioners.names()))
+            for i, task in enumerate(suite.tasks):
+                known = sorted(set(tasks.names()) | set(self.tasks))
+                if task not in known:
+                    raise ValueError(_unknown(f"suites.{suite_name}.tasks.{i}", task, known))
+        return self
+
+    def suite(self, name: str) -> SuiteConfig:
+        if name not in self.suites:
+            raise ConfigError(_unknown("--suite", name, sorted(self.suites)))
+        return self.suites[name]
+
+    def task_options(self, task: str) -> tuple[str, dict[str, Any]]:
+        """(registered task class name, options) for a task named in a suite.
+
+        A `tasks:` section entry may name its class with `type:` (e.g. flickr8k: {type: karpathy, ...}).
+        """
+        options = dict(self.tasks.get(task, {}))
+        kind = options.pop("type", task)
+        return kind, options
+
+
+def _unknown(key: str, value: Any, allowed: list[str]) -> str:
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{key}: unknown value {value!r}{hint}; accepted: {', '.join(allowed)}"
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'a.b.0.c=value' -> (['a','b','0','c'], parsed value). Values are parsed as YAML scalars/lists."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. executor.kind=local")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({err})") from err
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any, source: str) -> None:
+    node: Any = data
+    for depth, part in enumerate(path[:-1]):
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            node = node[_list_index(part, node, where, source)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"{source}: {where} is a {type(node).__name__}, not a section")
+    last = path[-1]
+    if isinstance(node, list):
+        node[_list_index(last, node, ".".join(path), source)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"{source}: {'.'.join(path[:-1])} is not a section")
+
+
+def _list_index(part: str, node: list[Any], where: str, source: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{source}: {where}: expected a list index 0..{len(node) - 1}, got {part!r}")
+    return int(part)
+
+
+def load_config(path: str | Path = "bench.yaml", overrides: list[str] | tuple[str, ...] = ()) -> BenchConfig:
+    """Read, override and validate. Every failure is a ConfigError naming the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass --config PATH)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with a 'suites' key")
+    _expand_model_shorthand(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value, f"{path} (--set {text})")
+    try:
+        return BenchConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(path, err)) from None
+
+
+def _expand_model_shorthand(data: dict[str, Any]) -> None:
+    """`models: [constant]` -> `models: [{name: constant}]`, so `--set ...models.0.train.epochs=2` works."""
+    suites = data.get("suites")
+    if isinstance(suites, dict):
+        for suite in suites.values():
+            if isinstance(suite, dict) and isinstance(suite.get("models"), list):
+                suite["models"] = [{"name": m} if isinstance(m, str) else m for m in suite["models"]]
+
+
+def format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration ({err.error_count()} problem(s))"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key; accepted keys here: {', '.join(_accepted_keys(e['loc']))}"
+        got = e.get("input")
+        shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(got, dict | list) else \
+            f" (got {got!r})"
+        lines.append(f"  {key}: {msg}{shown}" if key else f"  {msg}")
+    return "\n".join(lines)
+
+
+def _accepted_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that owns the offending key (walks the schema along `loc`)."""
+    model: Any = BenchConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:  # inside a dict of models (suites.<name>)
+            continue
+        model = _inner_model(field.annotation)
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _inner_model(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
