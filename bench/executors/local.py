@@ -1,0 +1,18 @@
+"""In-process executor: jobs run one after another in this process (debugging, tests)."""
+
+from __future__ import annotations
+
+from bench.config import ExecutorConfig
+from bench.executors import OnResult
+from bench.plan import Job
+
+
+class LocalExecutor:
+    def __init__(self, config: ExecutorConfig | None = None):
+        self.config = config or ExecutorConfig(kind="local")
+
+    def run(self, jobs: list[Job], on_result: OnResult) -> None:
+        from bench.runner import run_job
+
+        for job in jobs:
+            on_result(job, run_job(job))

@@ -1,0 +1,87 @@
+"""Ray executor: one Ray task per job, with the job's CPUs and GPUs as its resources.
+
+Without an address (and no RAY_ADDRESS) a local Ray instance is started. Before anything is
+scheduled, every job's request is checked against the cluster's total resources: Ray would otherwise
+wait forever, silently, for a GPU that no node has. A worker that dies is retried up to
+`max_retries` times (the job resumes from its last checkpoint); a job that raises is not retried: it
+returns a failed result, and the other jobs go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from bench.config import ConfigError, ExecutorConfig
+from bench.executors import OnResult, failed_result
+from bench.plan import Job
+
+
+def _run_remote(job: Job) -> dict[str, Any]:
+    from bench.runner import run_job
+
+    return run_job(job)
+
+
+class RayExecutor:
+    def __init__(self, config: ExecutorConfig, env: dict[str, str] | None = None):
+        self.config = config
+        self.env = env or {}
+
+    def _init(self) -> dict[str, float]:
+        import ray
+
+        if not ray.is_initialized():
+            address = self.config.address or os.environ.get("RAY_ADDRESS")
+            ray.init(
+                address=address, num_cpus=None if address else self.config.num_cpus,
+                include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
+                runtime_env={"env_vars": self.env} if self.env else None,
+            )
+        return ray.cluster_resources()
+
+    def check_resources(self, jobs: list[Job], total: dict[str, float]) -> None:
+        problems = []
+        for job in jobs:
+            for name, asked in (("GPU", job.gpus), ("CPU", job.cpus)):
+                if asked > total.get(name, 0):
+                    problems.append(f"  {job.label} on {job.task}: asks for {asked:g} {name}(s), "
+                                    f"the cluster has {total.get(name, 0):g}")
+        if problems:
+            raise ConfigError(
+                "jobs ask for more than the Ray cluster has (Ray would wait for them forever):\n"
+                + "\n".join(problems)
+                + "\n  Lower resources.gpus / resources.cpus in bench.yaml (or --set), or connect to a "
+                  "cluster that has them (--address or RAY_ADDRESS)."
+            )
+
+    def run(self, jobs: list[Job], on_result: OnResult) -> None:
+        if not jobs:
+            return
+        import ray
+
+        self.check_resources(jobs, self._init())
+        remote = ray.remote(_run_remote)
+        pending = {
+            remote.options(num_cpus=job.cpus, num_gpus=job.gpus, max_retries=self.config.max_retries,
+                           retry_exceptions=False, name=job.job_id).remote(job): job
+            for job in jobs
+        }
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    job = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as err:  # noqa: BLE001 - the worker died, or Ray failed the task
+                        result = failed_result(job, f"{type(err).__name__}: {err}".splitlines()[0], str(err))
+                        from bench.results import RESULT, write_json
+
+                        write_json(job.dir / RESULT, result)
+                    on_result(job, result)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise

@@ -1,0 +1,122 @@
+"""Result files: the source of truth of every run.
+
+results/<suite>/<job_id>/
+  job.json            the resolved job (config, hash)
+  train.json          training report (train phase)
+  model/              the trained captioner (train phase)
+  captions.json       generated captions, COCO results format [{"image_id", "caption"}]
+  scores.json         corpus and per-image scores, unavailable metrics, images skipped
+  sweep.json          quality per decoding setting (when the suite sweeps a knob)
+  result.json         status (ok | failed), headline metrics, timings; written last
+results/<suite>/summary.csv, summary.md: one row per job.
+
+Every file is written atomically (temp file in the same folder, then rename), so a killed job leaves
+either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULT = "result.json"
+SUMMARY_METRICS = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: Any) -> None:
+    write_atomic(path, json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def finished(job_dir: Path) -> dict[str, Any] | None:
+    """The job's result if it finished successfully, else None (failed or absent jobs are rerun)."""
+    path = job_dir / RESULT
+    if not path.is_file():
+        return None
+    try:
+        result = read_json(path)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return result if result.get("status") == "ok" else None
+
+
+def collect(suite_dir: Path, keys: set[str] | None = None) -> list[dict[str, Any]]:
+    """Every result.json under a suite folder (optionally only those of the given job keys)."""
+    rows = []
+    for path in sorted(suite_dir.glob(f"*/{RESULT}")):
+        result = read_json(path)
+        if keys is None or result.get("key") in keys:
+            rows.append(result)
+    return rows
+
+
+def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for r in sorted(results, key=lambda r: (r.get("task", ""), r.get("order", 0), r.get("label", ""))):
+        metrics = r.get("metrics", {})
+        row = {
+            "model": r.get("label"), "task": r.get("task"), "seed": r.get("seed"),
+            "paradigm": r.get("paradigm", ""), "params_M": _round(r.get("parameters", 0) / 1e6, 2),
+            "train_min": _round(r.get("train_seconds", 0) / 60, 2), "status": r.get("status"),
+        }
+        for m in SUMMARY_METRICS:
+            value = metrics.get(m)
+            row[m] = "" if value is None else _round(100 * value, 1)
+        row["images"] = metrics.get("images_scored", "")
+        row["error"] = (r.get("error") or "").splitlines()[0][:120] if r.get("error") else ""
+        rows.append(row)
+    return rows
+
+
+def _round(value: float, digits: int) -> float:
+    return round(float(value), digits)
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no results)\n"
+    cols = [c for c in rows[0] if c != "error" or any(r["error"] for r in rows)]
+    cells = [[str(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"  # noqa: E731
+    return "\n".join([line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *(line(row) for row in cells)]) + "\n"
+
+
+def write_summary(suite_dir: Path, results: list[dict[str, Any]]) -> str:
+    """Write summary.csv and summary.md for these results; returns the Markdown table."""
+    rows = summary_rows(results)
+    table = to_markdown(rows)
+    write_atomic(suite_dir / "summary.csv", to_csv(rows))
+    write_atomic(suite_dir / "summary.md", table)
+    return table
