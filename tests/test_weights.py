@@ -1,0 +1,95 @@
+"""The one weights resolver: local directories, the BENCH_WEIGHTS_DIR mirror, and the offline error."""
+
+from __future__ import annotations
+
+import pytest
+
+from models import weights
+from models.weights import WeightsNotFound, bert_vocab_dir, load_pretrained, resolve_weights
+
+HUB_ID = "bench-tests/no-such-model"
+
+
+class FakeModel:
+    """Stands for a transformers class: records how `from_pretrained` was called."""
+
+    calls: list[tuple[str, dict]] = []
+
+    @classmethod
+    def from_pretrained(cls, source, **kwargs):
+        cls.calls.append((source, kwargs))
+        if source == HUB_ID:
+            raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {source}")
+        return ("loaded", source)
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch):
+    FakeModel.calls = []
+    monkeypatch.delenv(weights.ENV_VAR, raising=False)
+
+
+def test_resolve_directory_mirror_and_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "local").mkdir()
+    assert resolve_weights(str(tmp_path / "local")) == str(tmp_path / "local")
+    assert resolve_weights(HUB_ID) == HUB_ID
+    monkeypatch.setenv(weights.ENV_VAR, str(tmp_path))
+    (tmp_path / "bench-tests--no-such-model").mkdir()
+    assert resolve_weights(HUB_ID) == str(tmp_path / "bench-tests--no-such-model")
+    (tmp_path / "org" / "model").mkdir(parents=True)
+    assert resolve_weights("org/model") == str(tmp_path / "org" / "model")
+
+
+def test_load_from_directory_and_mirror(tmp_path, monkeypatch):
+    assert load_pretrained(FakeModel.from_pretrained, str(tmp_path), "x-tiny") == ("loaded", str(tmp_path))
+    monkeypatch.setenv(weights.ENV_VAR, str(tmp_path))
+    (tmp_path / "bench-tests--no-such-model").mkdir()
+    mirror = str(tmp_path / "bench-tests--no-such-model")
+    assert load_pretrained(FakeModel.from_pretrained, HUB_ID, "x-tiny", dtype="f32") == ("loaded", mirror)
+    assert FakeModel.calls[-1] == (mirror, {"dtype": "f32"})
+
+
+def test_broken_directory_is_named(tmp_path):
+    def broken(source, **kwargs):
+        raise OSError("no file named config.json")
+
+    with pytest.raises(WeightsNotFound, match="config.json") as info:
+        load_pretrained(broken, str(tmp_path), "x-tiny")
+    assert str(tmp_path) in str(info.value) and "save_pretrained" in str(info.value)
+
+
+def test_offline_hub_id_names_id_remedy_and_offline_variant(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFound) as info:
+        load_pretrained(FakeModel.from_pretrained, HUB_ID, "x-tiny")
+    message = str(info.value)
+    assert HUB_ID in message
+    assert f"hf download {HUB_ID} --local-dir DIR" in message
+    assert "FakeModel" in message and "save_pretrained('DIR')" in message  # the class to load it with
+    assert "BENCH_WEIGHTS_DIR/bench-tests--no-such-model" in message
+    assert "'x-tiny'" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    # Only the Hugging Face cache was consulted, never the network.
+    assert FakeModel.calls == [(HUB_ID, {"local_files_only": True})]
+
+
+def test_unreachable_hub_is_offline(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
+    assert weights.hub_offline()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert weights.hub_offline()
+
+
+def test_bert_vocab_dir_is_bert_base_uncased():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bert_vocab_dir()))
+    assert len(tokenizer) == 30522
+    assert tokenizer("A picture of")["input_ids"] == [101, 1037, 3861, 1997, 102]
