@@ -62,6 +62,19 @@ class EvalConfig(_Strict):
     num_workers: int = Field(0, ge=0)
 
 
+class LatencyConfig(_Strict):
+    """The latency phase: a fixed image set, warm-up, batch sizes and the knobs swept."""
+
+    images: int = Field(16, ge=1, description="the first N images of the eval split")
+    warmup: int = Field(1, ge=0)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
+    steps: list[int] = Field(default_factory=lambda: [1, 2, 5, 10, 20, 30, 50],
+                             description="diffusion sampling iterations")
+    num_beams: list[int] = Field(default_factory=lambda: [1, 3, 5], description="autoregressive beams")
+    lengths: list[int] = Field(default_factory=lambda: [8, 10, 12, 14, 16, 18, 20],
+                               description="autoregressive forced generated length (tokens)")
+
+
 class ModelSpec(_Strict):
     """One row of a suite: a registered captioner and how to train and decode it."""
 
@@ -86,6 +99,7 @@ class SuiteConfig(_Strict):
     phases: list[Phase] = Field(default_factory=lambda: ["train", "eval"], min_length=1)
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    latency: LatencyConfig = LatencyConfig()
     resources: Resources = Resources()
 
     @model_validator(mode="after")

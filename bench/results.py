@@ -83,6 +83,8 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             value = metrics.get(m)
             row[m] = "" if value is None else _round(100 * value, 1)
         row["images"] = metrics.get("images_scored", "")
+        latency = metrics.get("latency_median_s")
+        row["ms_per_image"] = "" if latency is None else _round(1000 * latency, 1)
         row["error"] = (r.get("error") or "").splitlines()[0][:120] if r.get("error") else ""
         rows.append(row)
     return rows

@@ -44,7 +44,7 @@ class VitGpt2Captioner(ScratchCaptioner):
     config: VitGpt2Config
 
     def build_module(self, vocab_size: int) -> torch.nn.Module:
-        from transformers import GPT2Config, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+        from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig
 
         c = self.config
         encoder = ViTConfig(
@@ -85,20 +85,24 @@ class VitGpt2Captioner(ScratchCaptioner):
 
     @torch.no_grad()
     def caption(self, pixel_values: torch.Tensor, num_beams: int | None = None,
-                max_new_tokens: int | None = None, **unused: Any) -> list[str]:
+                max_new_tokens: int | None = None, min_new_tokens: int = 0) -> list[str]:
         assert self.tokenizer is not None
         self.module.eval()
         out = self.module.generate(
             pixel_values=pixel_values,
             num_beams=num_beams or self.config.num_beams,
             max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            min_new_tokens=min_new_tokens,  # forcing a length (latency vs length) bans [EOS] until then
             do_sample=False,
         )
         return [self.tokenizer.decode(row) for row in out.tolist()]
 
     def decode_cost(self, num_beams: int | None = None, max_new_tokens: int | None = None,
-                    **unused: Any) -> int:
-        """Upper bound of decoder evaluations per caption: generated tokens x beams."""
+                    min_new_tokens: int = 0) -> int:
+        """Upper bound of decoder evaluations per caption: generated tokens x beams.
+
+        Unknown knobs are a TypeError here as in `caption`, so a misspelt setting cannot pass silently.
+        """
         return (max_new_tokens or self.config.max_new_tokens) * (num_beams or self.config.num_beams)
 
 

@@ -1,0 +1,111 @@
+"""The eval phase: caption a split, score it in one call, and sweep decoding knobs if asked."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.plan import Job
+from bench.results import read_json, write_json
+
+SWEEP_METRICS = ("BLEU-4", "ROUGE-L", "CIDEr")
+
+
+def eval_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[str, Any]:
+    from bench.metrics.quality import score_captions
+
+    split = job.eval["split"]
+    decoding = {**captioner.default_decoding(), **job.decoding}
+    scores_file, captions_file = job.dir / "scores.json", job.dir / "captions.json"
+    samples = task.samples(split)
+    references = task.references(split)
+    if scores_file.is_file():
+        scores = read_json(scores_file)
+        log("scores found; not captioning again")
+    else:
+        log(f"caption {len(samples)} {split} images with {decoding}")
+        captions, skipped, seconds = caption_split(captioner, samples, decoding, job.eval, log)
+        write_json(captions_file, [{"image_id": i, "caption": c} for i, c in captions.items()])
+        quality = score_captions(captions, references)
+        missing = task.missing(split)
+        scores = {
+            "split": split, "decoding": decoding, "corpus": quality.corpus, "per_image": quality.per_image,
+            "unavailable": quality.unavailable, "images_scored": len(captions),
+            "images_unreadable": skipped, "images_missing": missing, "caption_seconds": seconds,
+            "decode_cost": captioner.decode_cost(**decoding),
+        }
+        write_json(scores_file, scores)
+        log("scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in quality.corpus.items()))
+        if skipped or missing:
+            log(f"skipped {len(skipped)} unreadable and {len(missing)} missing {split} image(s)")
+    if job.sweep:
+        _sweep(job, captioner, samples, references, decoding, log)
+    return {
+        **scores["corpus"], "images_scored": scores["images_scored"],
+        "images_skipped": len(scores["images_unreadable"]) + len(scores["images_missing"]),
+        "caption_seconds": scores["caption_seconds"], "decode_cost": scores["decode_cost"],
+    }
+
+
+def _sweep(job: Job, captioner, samples, references, decoding, log) -> None:
+    from bench.metrics.quality import score_captions
+
+    path = job.dir / "sweep.json"
+    rows = read_json(path) if path.is_file() else []
+    done = {(r["knob"], str(r["value"])) for r in rows}
+    for knob, values in job.sweep.items():
+        for value in values:
+            if (knob, str(value)) in done:
+                continue
+            setting = {**decoding, knob: value}
+            captions, _, seconds = caption_split(captioner, samples, setting, job.eval, log)
+            quality = score_captions(captions, references, metrics=SWEEP_METRICS)
+            rows.append({"knob": knob, "value": value, "decoding": setting, "corpus": quality.corpus,
+                         "caption_seconds": seconds, "images": len(captions),
+                         "decode_cost": captioner.decode_cost(**setting)})
+            write_json(path, rows)  # after every value: a killed sweep keeps what it measured
+            log(f"sweep {knob}={value}: CIDEr {100 * quality.corpus['CIDEr']:.1f} ({seconds:.1f}s)")
+
+
+class _Images:
+    """Dataset of preprocessed test images; unreadable ones come back as None (skipped, counted)."""
+
+    def __init__(self, captioner, samples: Sequence):
+        self.captioner, self.samples = captioner, samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, self.captioner.preprocess(self.samples[i].load_image(), train=False)
+        except OSError:
+            return i, None
+
+
+def _keep(items):
+    return items
+
+
+def caption_split(captioner, samples: Sequence, decoding: dict[str, Any], eval_cfg: dict[str, Any],
+                  log: Callable[[str], None]) -> tuple[dict[str, str], list[str], float]:
+    """Caption every readable image: (image_id -> caption, unreadable image ids, seconds)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_Images(captioner, samples), batch_size=eval_cfg["batch_size"],
+                        num_workers=eval_cfg.get("num_workers", 0), collate_fn=_keep)
+    captions: dict[str, str] = {}
+    unreadable: list[str] = []
+    started = time.time()
+    with torch.inference_mode():
+        for items in loader:
+            good = [(i, x) for i, x in items if x is not None]
+            unreadable += [samples[i].image_id for i, x in items if x is None]
+            if not good:
+                continue
+            pixels = torch.stack([x for _, x in good]).to(captioner.device)
+            for (i, _), text in zip(good, captioner.caption(pixels, **decoding), strict=True):
+                captions[samples[i].image_id] = text
+    return captions, unreadable, time.time() - started
