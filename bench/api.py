@@ -193,6 +193,30 @@ class Captioner(ABC):
         batch = torch.stack([self.preprocess(im, train=False) for im in images])
         return self.caption(batch.to(self.device), **decoding)
 
+    # -- probes for error-propagation measurements (bench/metrics/errprop.py) -------------------
+    # Word-level, so both paradigms share axes. A captioner that lacks a probe simply gets no curve
+    # for it (the errprop phase records which probes were unavailable).
+
+    def caption_raw(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
+        """Captions before any de-duplication post-processing (default: `caption`)."""
+        return self.caption(pixel_values, **decoding)
+
+    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]],
+                      **decoding: Any) -> list[str]:
+        """Autoregressive: greedy captions that start with the given forced words (error injection)."""
+        raise NotImplementedError
+
+    def teacher_forced_words(self, pixel_values: torch.Tensor, captions: list[str]) -> list[list[bool]]:
+        """Autoregressive: per word of each caption, whether the model's argmax prediction given the
+        true preceding words (teacher forcing) is that word."""
+        raise NotImplementedError
+
+    def caption_with_injection(self, pixel_values: torch.Tensor, position: int, word: str,
+                               at_fraction: float, **decoding: Any) -> list[str]:
+        """Diffusion: overwrite `position`'s latent with `word`'s latent after `at_fraction` of the
+        sampling steps, then finish sampling."""
+        raise NotImplementedError
+
     def decode_cost(self, **decoding: Any) -> int:
         """Network evaluations per caption for these decoding settings (0 for non-neural references)."""
         return 0

@@ -75,6 +75,15 @@ class LatencyConfig(_Strict):
                                description="autoregressive forced generated length (tokens)")
 
 
+class ErrpropConfig(_Strict):
+    """The errprop phase: how many images, which positions, when a diffusion injection happens."""
+
+    images: int = Field(100, ge=1, description="the first N images of the eval split (probes b-d)")
+    positions: int = Field(12, ge=1, description="inject at word positions 0..N-1")
+    inject_at: float = Field(0.5, gt=0, lt=1, description="diffusion: fraction of steps before injecting")
+    batch_size: int = Field(50, ge=1)
+
+
 class ModelSpec(_Strict):
     """One row of a suite: a registered captioner and how to train and decode it."""
 
@@ -100,6 +109,7 @@ class SuiteConfig(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     latency: LatencyConfig = LatencyConfig()
+    errprop: ErrpropConfig = ErrpropConfig()
     resources: Resources = Resources()
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ How thoroughly `check` reads images (`level`):
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tarfile
@@ -57,6 +58,8 @@ def resolve_task(name: str, config: str | Path | None = "bench.yaml", root: str 
         # An explicit root replaces the configured location wholesale, not path by path.
         options = {k: v for k, v in options.items() if k not in ("root", "split_file", "image_root")}
         options["root"] = root
+    if "name" in inspect.signature(cls).parameters:  # a `type: karpathy` set reports under its own name
+        options.setdefault("name", name)
     if split_file is not None:
         options["split_file"] = split_file
     if image_root is not None:

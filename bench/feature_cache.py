@@ -119,6 +119,7 @@ class FeatureCache:
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
+                # clone: a row of a batch is a view, and torch.save would write the whole batch's storage
                 torch.save({"image_id": str(image_id), "features": value.clone()}, f)
             os.replace(tmp, path)
         except BaseException:

@@ -35,6 +35,7 @@ class Job:
     decoding: dict[str, Any]
     sweep: dict[str, list[Any]]
     latency: dict[str, Any]
+    errprop: dict[str, Any]
     cpus: float
     gpus: float
     results_dir: str
@@ -48,6 +49,7 @@ class Job:
             "phases": list(self.phases), "train": self.train if "train" in self.phases else None,
             "eval": self.eval, "decoding": self.decoding, "sweep": self.sweep,
             "latency": self.latency if "latency" in self.phases else None,
+            "errprop": self.errprop if "errprop" in self.phases else None,
         }
 
     @property
@@ -84,7 +86,8 @@ def _job(cfg: BenchConfig, suite_name: str, suite: SuiteConfig, spec: ModelSpec,
         suite=suite_name, model=spec.name, label=spec.display, task=task, task_class=task_class,
         task_options=task_options, seed=seed, phases=tuple(spec.phases or suite.phases),
         overrides=dict(spec.overrides), train=train, eval=suite.eval.model_dump(), decoding=decoding,
-        sweep=sweep, latency=suite.latency.model_dump(), cpus=resources.cpus, gpus=resources.gpus, results_dir=str(cfg.results_dir),
+        sweep=sweep, latency=suite.latency.model_dump(),
+        errprop=suite.errprop.model_dump(), cpus=resources.cpus, gpus=resources.gpus, results_dir=str(cfg.results_dir),
     )
 
 

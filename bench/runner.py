@@ -120,6 +120,11 @@ def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
         out["latency"] = latency_phase(job, task, captioner, log)
         metrics = out.setdefault("metrics", {})
         metrics.update({k: v for k, v in out["latency"].items() if isinstance(v, int | float)})
+    if "errprop" in job.phases:
+        from bench.phases.errprop import errprop_phase
+
+        out["errprop"] = errprop_phase(job, task, captioner, log)
+        out.setdefault("metrics", {}).update(out["errprop"])
     return out
 
 

@@ -97,6 +97,33 @@ class VitGpt2Captioner(ScratchCaptioner):
         )
         return [self.tokenizer.decode(row) for row in out.tolist()]
 
+    @torch.no_grad()
+    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]],
+                      max_new_tokens: int | None = None, **unused_decoding: Any) -> list[str]:
+        """Greedy continuation after forced word prefixes (word-level tokenizer: one token a word)."""
+        assert self.tokenizer is not None
+        self.module.eval()
+        lengths = {len(p) for p in prefixes}
+        if len(lengths) != 1:
+            raise ValueError(f"prefixes must have one length per call, got lengths {sorted(lengths)}")
+        width = lengths.pop() + 1
+        start = self.tokenizer.encode([" ".join(p) for p in prefixes], width + 1)[:, :width]
+        out = self.module.generate(
+            pixel_values=pixel_values, decoder_input_ids=start.to(pixel_values.device), num_beams=1,
+            do_sample=False, max_new_tokens=max(1, (max_new_tokens or self.config.max_new_tokens) - width + 1),
+        )
+        return [self.tokenizer.decode(row) for row in out.tolist()]
+
+    @torch.no_grad()
+    def teacher_forced_words(self, pixel_values: torch.Tensor, captions: list[str]) -> list[list[bool]]:
+        assert self.tokenizer is not None
+        self.module.eval()
+        ids = self.tokenizer.encode(captions, self.config.max_tokens).to(pixel_values.device)
+        logits = self.module(pixel_values=pixel_values, decoder_input_ids=ids[:, :-1]).logits
+        hits = logits.argmax(-1) == ids[:, 1:]
+        words = (ids[:, 1:] > EOS).sum(1).tolist()  # real words: not [PAD]/[BOS]/[EOS]
+        return [hits[i, : words[i]].tolist() for i in range(len(captions))]
+
     def decode_cost(self, num_beams: int | None = None, max_new_tokens: int | None = None,
                     min_new_tokens: int = 0) -> int:
         """Upper bound of decoder evaluations per caption: generated tokens x beams.

@@ -16,8 +16,11 @@ tracking: {kind: none}
 suites:
   mini:
     tasks: [shapes]
+    phases: [train, eval, latency, errprop]
     train: {epochs: 1, batch_size: 16, lr: 1.0e-3}
     eval: {batch_size: 8}
+    latency: {images: 2, batch_sizes: [1, 2], steps: [1, 2], num_beams: [1, 2], lengths: [3, 5]}
+    errprop: {images: 6, positions: 3}
     models:
       - constant
       - name: vit-gpt2-tiny
@@ -52,6 +55,16 @@ def test_suite_runs_records_failures_and_resumes(write_config):
     assert scores["unavailable"].get("SPICE") or "SPICE" in scores["corpus"]
     assert [row["value"] for row in read_json(job_dir / "sweep.json")] == [1]
     assert (job_dir / "model" / "weights.pt").is_file() and not (job_dir / "train_state").exists()
+    latency = read_json(job_dir / "latency.json")
+    assert latency["batch1"]["images"] == 2 and latency["environment"]["device_type"] == "cpu"
+    assert [r["setting"] for r in latency["sweeps"]["length"]] == [
+        {"min_new_tokens": 3, "max_new_tokens": 3}, {"min_new_tokens": 5, "max_new_tokens": 5}]
+    assert [r["network_evals"] for r in latency["sweeps"]["num_beams"]] == [12, 24]  # 12 tokens x beams
+    errprop = read_json(job_dir / "errprop.json")
+    assert {"quality_by_length", "free_running", "teacher_forced", "exposure_gap", "injection",
+            "repetition_rate"} <= set(errprop)
+    assert len(errprop["injection"]) <= 3 and not errprop["unavailable"]
+    assert "injection" in read_json(suite_dir / by_label["constant"]["job_id"] / "errprop.json")["unavailable"]
 
     # Rerun: finished jobs are skipped and unchanged; only the failed one runs again.
     before = {p: p.stat().st_mtime_ns for p in suite_dir.rglob("*.json") if "broken" not in str(p)}
