@@ -60,6 +60,7 @@ class EvalConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     split: Literal["val", "test"] = "test"
     num_workers: int = Field(0, ge=0)
+    bootstrap: int = Field(1000, ge=0, description="resamples for 95% intervals (0: none)")
 
 
 class LatencyConfig(_Strict):

@@ -22,10 +22,9 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from bench.api import SPLITS
 from tasks.karpathy import DatasetError, KarpathyTask, PublishedKarpathyTask, Source
@@ -37,10 +36,8 @@ MODES = ("symlink", "copy", "move")
 # -- building the task ------------------------------------------------------------------------
 
 
-def resolve_task(name: str, config: str | Path | None = "bench.yaml", root: str | None = None,
-                 split_file: str | None = None, image_root: str | None = None) -> KarpathyTask:
-    """The task `name` as a run would build it: bench.yaml's `tasks.<name>` options (if the config file
-    exists), then the command-line paths on top. Raises DatasetError for a task without split files."""
+def _configured(name: str, config: str | Path | None) -> tuple[type, dict]:
+    """(task class, options) of `name` as bench.yaml's `tasks:` section says, if the file exists."""
     from bench.registry import tasks
 
     kind, options = name, {}
@@ -48,7 +45,14 @@ def resolve_task(name: str, config: str | Path | None = "bench.yaml", root: str 
         from bench.config import load_config
 
         kind, options = load_config(config).task_options(name)
-    cls = tasks.resolve(kind)
+    return tasks.resolve(kind), options
+
+
+def resolve_task(name: str, config: str | Path | None = "bench.yaml", root: str | None = None,
+                 split_file: str | None = None, image_root: str | None = None) -> KarpathyTask:
+    """The task `name` as a run would build it: bench.yaml's `tasks.<name>` options (if the config file
+    exists), then the command-line paths on top. Raises DatasetError for a task without split files."""
+    cls, options = _configured(name, config)
     if not (isinstance(cls, type) and issubclass(cls, KarpathyTask)):
         raise DatasetError(f"task {name!r} ({cls.__name__}) is not a Karpathy-format dataset; "
                            f"`bench data` handles coco, flickr30k and `type: karpathy` tasks")
@@ -132,7 +136,7 @@ def probe_image(path: Path, level: str = "header") -> str | None:
             else:
                 image.verify()
     except Exception as err:  # noqa: BLE001 - any failure to read is a finding, never a crash of the check
-        return f"{type(err).__name__}: {err}"
+        return f"{type(err).__name__}: " + str(err).replace(f"'{path}'", "").replace(str(path), "").strip()
     return None
 
 
@@ -148,13 +152,14 @@ def check_task(task: KarpathyTask, level: str = "header", workers: int | None = 
     splits: dict[str, SplitCheck] = {}
     to_probe: list[tuple[str, str, Path]] = []
     for split in SPLITS:
-        listed = task.listed(split)
-        present = {s.image_path for s in task.present(split)}
+        listed, present = task.listed(split), task.present(split)
         check = SplitCheck(split, len(listed), expected.get(split), sum(len(s.references) for s in listed))
-        check.missing = [(s.image_id, str(s.image_path)) for s in listed if s.image_path not in present]
+        if len(present) < len(listed):
+            found = {id(s) for s in present}  # the same Sample objects: cheaper than hashing 123k paths
+            check.missing = [(s.image_id, str(s.image_path)) for s in listed if id(s) not in found]
         splits[split] = check
         if level != "exists":
-            to_probe += [(split, s.image_id, s.image_path) for s in listed if s.image_path in present]
+            to_probe += [(split, s.image_id, s.image_path) for s in present]
     workers = workers or min(16, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while reading/decoding
         results = pool.map(lambda item: probe_image(item[2], level), to_probe)
@@ -165,6 +170,14 @@ def check_task(task: KarpathyTask, level: str = "header", workers: int | None = 
                 progress(done, len(to_probe))
     return CheckReport(task.name, task.split_file, task.image_root, level, splits, task.absent_folders(),
                        task.sources(), task.remedy())
+
+
+def stderr_progress(done: int, total: int) -> None:
+    """A one-line counter for `check_task(progress=...)` on a terminal."""
+    import sys
+
+    end = "\n" if done == total else ""
+    print(f"\rimages read: {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
 
 
 def format_check(report: CheckReport, show: int = 5) -> str:
@@ -203,12 +216,18 @@ def format_check(report: CheckReport, show: int = 5) -> str:
                   for s in report.sources]
     if report.ok:
         lines.append(f"\nOK: {report.task} is complete")
-    else:
-        lines.append(f"\n{len(report.problems)} problem(s): " + "; ".join(report.problems))
-        lines.append("Runs skip missing and unreadable images (and count them), scoring them from the split "
-                     "file's references.")
-        if report.absent_folders or missing:
-            lines.append(report.remedy)
+        return "\n".join(lines)
+    lines.append(f"\n{len(report.problems)} problem(s):")
+    lines += [f"  - {p}" for p in report.problems]
+    lines.append("Runs stop on an absent image folder." if report.absent_folders else
+                 "Runs skip missing and unreadable images (counted in each job's results).")
+    if report.absent_folders or missing or unreadable:
+        lines.append("Remedy: download what is missing (above), re-extract archives whose images are missing "
+                     "or unreadable, and arrange them with `bench data prepare`." if report.sources else
+                     "Remedy: check tasks.<name>.split_file / image_root, and re-copy the images listed.")
+    elif any(not s.count_ok for s in report.splits.values()):
+        lines.append(f"A different split file than the published one? For a custom set give "
+                     f"tasks.{report.task}.expected: {{train: N, val: N, test: N}} in bench.yaml.")
     return "\n".join(lines)
 
 
@@ -236,21 +255,16 @@ class PrepareReport:
         return 0 if not self.still_missing else 1
 
 
-def layout_of(name: str, config: str | Path | None = "bench.yaml") -> type[PublishedKarpathyTask]:
-    """The published-task class behind `name` (coco, flickr30k, or a bench.yaml alias of one)."""
-    from bench.registry import tasks
-
-    kind = name
-    if config is not None and Path(config).is_file():
-        from bench.config import load_config
-
-        kind, _ = load_config(config).task_options(name)
-    cls = tasks.resolve(kind)
+def layout_of(name: str, config: str | Path | None = "bench.yaml",
+              ) -> tuple[type[PublishedKarpathyTask], dict]:
+    """The published-task class behind `name` (coco, flickr30k, or a bench.yaml alias of one) and its
+    bench.yaml options."""
+    cls, options = _configured(name, config)
     if not (isinstance(cls, type) and issubclass(cls, PublishedKarpathyTask)):
         raise DatasetError(f"task {name!r} has no known layout to prepare; `bench data prepare` knows the "
                            f"published sets (coco, flickr30k). Arrange other sets by hand and configure "
                            f"tasks.{name}.split_file and image_root.")
-    return cls
+    return cls, options
 
 
 def _matches(part: str, source: Source) -> bool:
@@ -286,21 +300,13 @@ def _place_in_archive(name: str, layout: tuple[Source, ...]) -> tuple[Source, Pa
     return None
 
 
-@contextmanager
-def _staging(root: Path, item: str) -> Iterator[Path]:
-    """A scratch folder beside the target, renamed into place only when complete."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{item}.partial-", dir=root))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def _extract(path: Path, layout: tuple[Source, ...], root: Path, wanted: set[str]) -> list[str]:
     """Extract the members of the wanted layout items from an archive; returns the items placed."""
     stages: dict[str, Path] = {}
-    counts: dict[str, int] = {}
-    with _staging(root, "archive") as scratch:
+    # Extract beside the targets, rename into place only when complete: an interrupted prepare leaves
+    # no half folder that would pass for the real one.
+    scratch = Path(tempfile.mkdtemp(prefix=".prepare-partial-", dir=root))
+    try:
         for name, opener in _archive_members(path):
             placed = _place_in_archive(name, layout)
             if placed is None or placed[0].item not in wanted:
@@ -311,10 +317,11 @@ def _extract(path: Path, layout: tuple[Source, ...], root: Path, wanted: set[str
             target.parent.mkdir(parents=True, exist_ok=True)
             with opener() as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-            counts[source.item] = counts.get(source.item, 0) + 1
         for item, stage in stages.items():
-            os.replace(stage, root / item)  # atomic: an interrupted prepare leaves no half folder
-    return sorted(counts)
+            os.replace(stage, root / item)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return sorted(stages)
 
 
 def _transfer(src: Path, target: Path, mode: str) -> None:
@@ -360,16 +367,16 @@ def prepare(name: str, root: str | Path | None, sources: list[str | Path], mode:
 
     Archives are extracted (only the members of the layout); folders and plain files are symlinked
     (default), copied or moved. Items already under the root are kept. `root` defaults to the task's
-    configured root or its environment variable.
+    root in bench.yaml, else its environment variable.
     """
     if mode not in MODES:
         raise DatasetError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    cls = layout_of(name, config)
+    cls, options = layout_of(name, config)
     layout = cls.layout_sources
-    if root is None:
-        root = os.environ.get(cls.env_var)
-        if not root:
-            raise DatasetError(f"give --root (or set {cls.env_var}) for where {name} should live")
+    root = root or options.get("root") or os.environ.get(cls.env_var)
+    if not root:
+        raise DatasetError(f"give --root (or tasks.{name}.root in bench.yaml, or {cls.env_var}) for where "
+                           f"{name} should live")
     root = Path(os.path.expandvars(str(root))).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     actions = [PrepareAction(s.item, str(root / s.item), "present", root / s.item)
@@ -417,11 +424,3 @@ def format_prepare(report: PrepareReport) -> str:
                      f"--root {report.root}")
     return "\n".join(lines)
 
-
-def summary(report: CheckReport) -> dict[str, Any]:
-    """The check report as JSON-friendly data (for scripts and result files)."""
-    return {"task": report.task, "split_file": str(report.split_file), "level": report.level,
-            "ok": report.ok, "problems": report.problems,
-            "splits": {k: {"images": s.listed, "expected": s.expected, "captions": s.captions,
-                           "missing": len(s.missing), "unreadable": len(s.unreadable)}
-                       for k, s in report.splits.items()}}

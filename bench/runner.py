@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.plan import Job
 from bench.results import RESULT, read_json, write_json
+from bench.sysmon import SystemMonitor
 
 
 class JobLog:
@@ -53,8 +54,11 @@ def run_job(job: Job) -> dict[str, Any]:
         "phases": list(job.phases), "status": "running", "host": os.uname().nodename,
     }
     started = time.time()
+    write_json(job.dir / "worker.json", {"pid": os.getpid(), "host": result["host"], "started": started})
+    monitor = SystemMonitor(interval=job.extra.get("sysmon_interval", 5.0))
     try:
-        result.update(_run_phases(job, log))
+        with monitor:
+            result.update(_run_phases(job, log))
         result["status"] = "ok"
     except BaseException as err:  # noqa: BLE001 - a job's failure is data, not a crash of the suite
         result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
@@ -63,6 +67,8 @@ def run_job(job: Job) -> dict[str, Any]:
             result["status"] = "interrupted"
             write_json(job.dir / RESULT, {**result, "seconds": time.time() - started})
             raise
+    finally:
+        write_json(job.dir / "system_metrics.json", monitor.samples)
     result["seconds"] = time.time() - started
     write_json(job.dir / RESULT, result)
     return result

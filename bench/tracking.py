@@ -16,12 +16,23 @@ from bench.config import TrackingConfig
 from bench.plan import Job
 
 ARTIFACTS = ("job.json", "result.json", "train.json", "captions.json", "scores.json", "sweep.json",
-             "log.txt")
+             "latency.json", "errprop.json", "system_metrics.json", "log.txt")
 
 
 class Tracker(Protocol):
     def start(self, suite: str, params: dict[str, Any]) -> None: ...
     def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> None: ...
+    @staticmethod
+    def _system_metrics(path: Path) -> list:
+        from mlflow.entities import Metric
+
+        if not path.is_file():
+            return []
+        out = []
+        for step, row in enumerate(json.loads(path.read_text())):
+            out += [Metric(f"system/{k}", float(v), 0, step) for k, v in row.items() if k != "t"]
+        return out
+
     def log_artifact(self, path: Path) -> None: ...
     def finish(self, status: str) -> None: ...
 
@@ -34,6 +45,17 @@ class NullTracker:
 
     def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> None:
         pass
+
+    @staticmethod
+    def _system_metrics(path: Path) -> list:
+        from mlflow.entities import Metric
+
+        if not path.is_file():
+            return []
+        out = []
+        for step, row in enumerate(json.loads(path.read_text())):
+            out += [Metric(f"system/{k}", float(v), 0, step) for k, v in row.items() if k != "t"]
+        return out
 
     def log_artifact(self, path: Path) -> None:
         pass
@@ -116,6 +138,7 @@ class MlflowTracker:
             if isinstance(result.get(extra), int | float):
                 metrics.append(Metric(extra, float(result[extra]), now, 0))
         metrics += self._sweep_metrics(job.dir / "sweep.json")
+        metrics += self._system_metrics(job.dir / "system_metrics.json")
         for i in range(0, len(metrics), 500):
             self.client.log_batch(run_id, metrics=metrics[i: i + 500])
         if result.get("error"):
@@ -136,6 +159,17 @@ class MlflowTracker:
             if isinstance(row["value"], int | float):
                 for metric, value in row["corpus"].items():
                     out.append(Metric(f"sweep_{row['knob']}.{metric}", float(value), 0, int(row["value"])))
+        return out
+
+    @staticmethod
+    def _system_metrics(path: Path) -> list:
+        from mlflow.entities import Metric
+
+        if not path.is_file():
+            return []
+        out = []
+        for step, row in enumerate(json.loads(path.read_text())):
+            out += [Metric(f"system/{k}", float(v), 0, step) for k, v in row.items() if k != "t"]
         return out
 
     def log_artifact(self, path: Path) -> None:

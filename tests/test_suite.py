@@ -53,6 +53,9 @@ def test_suite_runs_records_failures_and_resumes(write_config):
     scores = read_json(job_dir / "scores.json")
     assert set(scores["per_image"]) == {c["image_id"] for c in captions}
     assert scores["unavailable"].get("SPICE") or "SPICE" in scores["corpus"]
+    for metric, value in scores["corpus"].items():
+        interval = scores["intervals"][metric]
+        assert interval["low"] <= value <= interval["high"] and interval["n_resamples"] == 1000
     assert [row["value"] for row in read_json(job_dir / "sweep.json")] == [1]
     assert (job_dir / "model" / "weights.pt").is_file() and not (job_dir / "train_state").exists()
     latency = read_json(job_dir / "latency.json")

@@ -26,6 +26,9 @@ class QualityScores:
     corpus: dict[str, float]
     per_image: dict[str, dict[str, float]]
     unavailable: dict[str, str] = field(default_factory=dict)
+    # PTB-tokenised (references, captions) exactly as scored, for bootstrap statistics; not saved.
+    tokenized: tuple[dict[str, list[str]], dict[str, list[str]]] | None = field(
+        default=None, repr=False, compare=False)
 
 
 @contextmanager
@@ -142,4 +145,4 @@ def _score(captions: dict[str, str], references: dict[str, list[str]], metrics: 
 
             score, scores = Spice().compute_score(gts, res)
             keep("SPICE", score, [s["All"]["f"] for s in scores])
-    return QualityScores(corpus, per_image, unavailable)
+    return QualityScores(corpus, per_image, unavailable, tokenized=(gts, res))

@@ -30,6 +30,7 @@ def eval_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[st
         quality = score_captions(captions, references)
         missing = task.missing(split)
         scores = {
+            "intervals": _intervals(quality, job),
             "split": split, "decoding": decoding, "corpus": quality.corpus, "per_image": quality.per_image,
             "unavailable": quality.unavailable, "images_scored": len(captions),
             "images_unreadable": skipped, "images_missing": missing, "caption_seconds": seconds,
@@ -41,11 +42,26 @@ def eval_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[st
             log(f"skipped {len(skipped)} unreadable and {len(missing)} missing {split} image(s)")
     if job.sweep:
         _sweep(job, captioner, samples, references, decoding, log)
+    bounds = {f"{m}_ci_{side}": iv[side] for m, iv in scores.get("intervals", {}).items() for side in ("low", "high")}
     return {
-        **scores["corpus"], "images_scored": scores["images_scored"],
+        **scores["corpus"], **bounds, "images_scored": scores["images_scored"],
         "images_skipped": len(scores["images_unreadable"]) + len(scores["images_missing"]),
         "caption_seconds": scores["caption_seconds"], "decode_cost": scores["decode_cost"],
     }
+
+
+def _intervals(quality, job: Job) -> dict[str, Any]:
+    """95% bootstrap intervals of every corpus metric (images resampled, corpus scores recomputed)."""
+    from dataclasses import asdict
+
+    from bench.metrics.stats import bootstrap_ci
+
+    n = job.eval.get("bootstrap", 0)
+    if not n:
+        return {}
+    intervals = bootstrap_ci(*quality.tokenized, metrics=tuple(quality.corpus), per_image=quality.per_image,
+                             corpus=quality.corpus, n_resamples=n, seed=job.seed)
+    return {metric: asdict(interval) for metric, interval in intervals.items()}
 
 
 def _sweep(job: Job, captioner, samples, references, decoding, log) -> None:
