@@ -1,0 +1,172 @@
+"""What a report reads: a suite's result files grouped per model, and the committed published numbers.
+
+A suite folder holds one job folder per (model variant, task, seed); the report groups the seeds of a
+model on a task into one `Entry` and averages over them. Only the result files are read (never MLflow),
+and only jobs whose result.json says `ok`; failed ones are listed in a note under the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Columns of the main table, in order; all are "higher is better".
+METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+
+#: Pre-training data each captioner saw before this benchmark's own training, by registry name (exact
+#: name first, then the longest matching family prefix). Image counts are the image-text pre-training
+#: sets of the upstream checkpoints: BLIP base CapFilt-L 129M images (LaDiC's frozen ViT comes from it),
+#: GIT-base 4M images. `ladic-mini` starts from all-MiniLM-L6-v2's text encoder but no image weights.
+#: Reference baselines and every "-tiny"/"-scratch" variant start from random weights: "none".
+PRETRAINING: dict[str, str] = {
+    "constant": "none",
+    "nearest-neighbour": "none",
+    "vit-gpt2": "none",
+    "ladic-base": "129M images (ViT) + BERT text",
+    "ladic-mini": "text only (MiniLM)",
+    "ladic-tiny": "none",
+    "ladic": "unknown",
+    "blip-base": "129M images",
+    "blip-tiny": "none",
+    "git-base": "4M images",
+    "git-tiny": "none",
+}
+
+
+def pretraining(model: str) -> str:
+    """The pre-training data of a registered captioner name ('unknown' for names not in PRETRAINING)."""
+    if model in PRETRAINING:
+        return PRETRAINING[model]
+    prefixes = [p for p in PRETRAINING if model.startswith(p)]
+    return PRETRAINING[max(prefixes, key=len)] if prefixes else "unknown"
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+@dataclass
+class Run:
+    """One finished job: its result.json and whichever phase files it wrote."""
+
+    result: dict[str, Any]
+    scores: dict[str, Any] | None = None
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    latency: dict[str, Any] | None = None
+    errprop: dict[str, Any] | None = None
+    finished: float | None = None  # POSIX time the job ended (from its own files, never the clock)
+
+    @classmethod
+    def load(cls, job_dir: Path, result: dict[str, Any]) -> Run:
+        worker = _read(job_dir / "worker.json") or {}
+        finished = None
+        if "started" in worker and "seconds" in result:
+            finished = float(worker["started"]) + float(result["seconds"])
+        elif (job_dir / "result.json").is_file():
+            finished = (job_dir / "result.json").stat().st_mtime
+        return cls(result=result, scores=_read(job_dir / "scores.json"), sweep=_read(job_dir / "sweep.json") or [],
+                   latency=_read(job_dir / "latency.json"), errprop=_read(job_dir / "errprop.json"),
+                   finished=finished)
+
+    def corpus(self, metric: str) -> float | None:
+        """The corpus score (fraction, not x100) of `metric`, or None when not measured."""
+        if self.scores and metric in self.scores.get("corpus", {}):
+            return float(self.scores["corpus"][metric])
+        value = self.result.get("metrics", {}).get(metric)
+        return None if value is None else float(value)
+
+    def interval(self, metric: str) -> tuple[float, float] | None:
+        iv = (self.scores or {}).get("intervals", {}).get(metric)
+        return (float(iv["low"]), float(iv["high"])) if iv else None
+
+
+@dataclass
+class Entry:
+    """One model (label) on one task, all of its seeds."""
+
+    label: str
+    model: str
+    task: str
+    paradigm: str
+    parameters: int
+    order: int
+    runs: list[Run]
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({int(r.result.get("seed", 0)) for r in self.runs})
+
+    @property
+    def pretraining(self) -> str:
+        return pretraining(self.model)
+
+    def metric(self, name: str) -> tuple[float, float | None, float | None] | None:
+        """(point, low, high) as fractions, each the mean over seeds; bounds None unless every seed has them."""
+        points = [p for p in (r.corpus(name) for r in self.runs) if p is not None]
+        if not points:
+            return None
+        bounds = [r.interval(name) for r in self.runs]
+        if len(points) == len(self.runs) and all(b is not None for b in bounds):
+            return (statistics.fmean(points), statistics.fmean(b[0] for b in bounds),
+                    statistics.fmean(b[1] for b in bounds))
+        return statistics.fmean(points), None, None
+
+    def unavailable(self, name: str) -> str | None:
+        """Why `name` was not measured (first run that says so), else None."""
+        for run in self.runs:
+            reason = (run.scores or {}).get("unavailable", {}).get(name)
+            if reason:
+                return str(reason)
+        return None
+
+
+def load_entries(suite_dir: Path, results: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[str, Any]]]:
+    """Group the `ok` results by (task, label) into entries (suite order, then label); also the failed ones."""
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], Run]]] = {}
+    failed = []
+    for result in sorted(results, key=lambda r: (str(r.get("job_id", "")), int(r.get("seed", 0)))):
+        if result.get("status") != "ok":
+            failed.append(result)
+            continue
+        run = Run.load(suite_dir / str(result.get("job_id", "")), result)
+        groups.setdefault((str(result.get("task", "")), str(result.get("label", ""))), []).append((result, run))
+    entries = []
+    for (task, label), members in groups.items():
+        first = members[0][0]
+        entries.append(Entry(label=label, model=str(first.get("model", label)), task=task,
+                             paradigm=str(first.get("paradigm", "")), parameters=int(first.get("parameters", 0)),
+                             order=min(int(r.get("order", 0)) for r, _ in members),
+                             runs=sorted((run for _, run in members), key=lambda x: int(x.result.get("seed", 0)))))
+    entries.sort(key=lambda e: (e.task, e.order, e.label))
+    return entries, failed
+
+
+@dataclass(frozen=True)
+class Published:
+    """The committed file of reported (not measured) numbers."""
+
+    task: str
+    split: str
+    rows: list[dict[str, Any]]  # model, paradigm, pretraining, source, metrics (x100)
+    path: Path
+
+
+def load_published(path: Path) -> Published:
+    """Read results/reference/published.yaml; refuses a file that does not mark itself `kind: reported`."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    if data.get("kind") != "reported":
+        raise ValueError(f"{path}: expected `kind: reported` (published numbers are never measured ones)")
+    rows = data.get("rows") or []
+    for row in rows:
+        unknown = set(row.get("metrics", {})) - set(METRICS)
+        if unknown:
+            raise ValueError(f"{path}: row {row.get('model')!r} has unknown metrics {sorted(unknown)}")
+    return Published(task=str(data["task"]), split=str(data.get("split", "")), rows=rows, path=path)

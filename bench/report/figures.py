@@ -1,0 +1,339 @@
+"""Figures for papers (seaborn on matplotlib): PNG (200 dpi) and PDF, single-column width.
+
+Every model keeps one colour and one marker in every figure (labels sorted, then seaborn's colour-blind
+palette in that order), so a reader can follow a model across figures, in greyscale too. A figure whose
+data no model has is not written at all (no empty plots). Figures are built on `matplotlib.figure.Figure`
+objects, never pyplot: no GUI backend is touched (it renders with Agg) and no global state leaks into
+the caller. Saved files carry fixed metadata and no creation date, so the same results give the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.report.data import Entry
+
+WIDTH_IN = 3.3  # one column of a two-column paper
+DPI = 200
+MIN_COUNT = 5  # positions (or buckets) measured on fewer captions than this are noise, not a curve
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+RC = {"font.size": 8, "axes.labelsize": 8, "axes.titlesize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+      "legend.fontsize": 7, "legend.title_fontsize": 7, "lines.linewidth": 1.2, "lines.markersize": 4,
+      "pdf.fonttype": 42, "svg.hashsalt": "bench-report", "axes.titleweight": "normal"}
+METADATA = {"png": {"Software": "bench report"},
+            "pdf": {"Creator": "bench report", "Producer": "bench report", "CreationDate": None}}
+CIDER = "CIDEr (x100)"
+LATENCY = "latency (ms / image, batch 1)"
+
+
+@dataclass(frozen=True)
+class Style:
+    colour: str
+    marker: str
+
+
+def model_styles(labels: list[str]) -> dict[str, Style]:
+    """A fixed colour and marker per model label: sorted labels in order of seaborn's 'colorblind'."""
+    import seaborn as sns
+
+    ordered = sorted(set(labels))
+    palette = sns.color_palette("colorblind", 10).as_hex()
+    return {label: Style(palette[i % len(palette)], MARKERS[i % len(MARKERS)]) for i, label in enumerate(ordered)}
+
+
+# ---------------------------------------------------------------- drawing helpers
+
+def _frame(points: list[dict[str, Any]]):
+    import pandas as pd
+
+    return pd.DataFrame(points)
+
+
+def _line(ax, points: list[dict[str, Any]], x: str, y: str, style: Style, dashes: bool = False) -> None:
+    """One model's curve; several seeds at the same x are averaged (no band: the seeds are few)."""
+    import seaborn as sns
+
+    df = _frame(points)
+    sns.lineplot(data=df, x=x, y=y, ax=ax, color=style.colour, marker=style.marker, estimator="mean",
+                 errorbar=None, sort=True, linestyle="--" if dashes else "-", legend=False, markeredgewidth=0)
+
+
+def _hline(ax, value: float, style: Style) -> None:
+    ax.axhline(value, color=style.colour, linestyle=":", linewidth=1.2)
+
+
+def _legend(fig, styles: dict[str, Style], shown: list[str], extra: list[tuple[str, str]] = ()) -> None:
+    """Legend under the axes: models (colour + marker), then line-style keys (label, linestyle)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=styles[m].colour, marker=styles[m].marker, markeredgewidth=0, label=m)
+               for m in sorted(shown)]
+    handles += [Line2D([], [], color="0.3", linestyle=ls, label=label) for label, ls in extra]
+    ncol = 2 if len(handles) > 1 else 1
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False, handlelength=2.2,
+               columnspacing=1.2)
+
+
+def _figure(rows: int = 1, legend_items: int = 1, panel_height: float = 1.9):
+    from matplotlib.figure import Figure
+
+    legend_height = 0.2 * ((legend_items + 1) // 2) + 0.1
+    fig = Figure(figsize=(WIDTH_IN, panel_height * rows + legend_height + 0.35), layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    return fig, list(axes)
+
+
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _log_ticks(ax, values: list[float]) -> None:
+    """Log x axis with the measured values as plain-number ticks (steps 1..1000 span decades)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(sorted(set(values))))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+
+
+def _log_axis(axis, set_scale) -> None:
+    """A log axis labelled with plain numbers (3, 10, 300), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    set_scale("log")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _spread(values: list[float]) -> float:
+    positive = [v for v in values if v > 0]
+    return max(positive) / min(positive) if positive else 1.0
+
+
+# ---------------------------------------------------------------- the figures
+
+def _default_cider(entry: Entry) -> float | None:
+    value = entry.metric("CIDEr")
+    return None if value is None else 100 * value[0]
+
+
+def _knob_points(entry: Entry, knob: str) -> list[dict[str, Any]]:
+    points = []
+    for run in entry.runs:
+        rows = [r for r in run.sweep if r.get("knob") == knob and "CIDEr" in r.get("corpus", {})]
+        points += [{"x": float(r["value"]), "y": 100 * r["corpus"]["CIDEr"]} for r in rows]
+        default = (run.scores or {}).get("decoding", {}).get(knob)
+        if default is not None and run.corpus("CIDEr") is not None and \
+                str(default) not in {str(r["value"]) for r in rows}:
+            points.append({"x": float(default), "y": 100 * run.corpus("CIDEr")})
+    return points
+
+
+def quality_vs_knob(entries: list[Entry], styles: dict[str, Style], knob: str, xlabel: str):
+    """CIDEr against a decoding knob for the models that swept it; the others as dotted lines."""
+    swept = {e.label: pts for e in entries if len(pts := _knob_points(e, knob)) > 1}
+    if not swept:
+        return None
+    others = {e.label: v for e in entries if e.label not in swept and (v := _default_cider(e)) is not None}
+    fig, (ax,) = _figure(legend_items=len(swept) + len(others) + 2)
+    for label, points in swept.items():
+        _line(ax, points, "x", "y", styles[label])
+    for label, value in others.items():
+        _hline(ax, value, styles[label])
+    xs = [p["x"] for pts in swept.values() for p in pts]
+    if _spread(xs) > 8:
+        _log_ticks(ax, xs)
+    else:
+        _integer_ticks(ax)
+    ax.set(xlabel=xlabel, ylabel=CIDER)
+    _legend(fig, styles, [*swept, *others],
+            [("swept", "-"), ("default decoding only", ":")] if others else [])
+    return fig
+
+
+def quality_vs_latency(entries: list[Entry], styles: dict[str, Style]):
+    """CIDEr against batch-1 latency: one point per decoding setting that has both measurements."""
+    curves = {}
+    for e in entries:
+        by_setting: dict[str, list[tuple[float, float]]] = {}  # seeds pooled per setting, then averaged
+        for run in e.runs:
+            if not run.latency:
+                continue
+            decoding = run.latency.get("decoding", {})
+            seen = set()
+            for knob in ("steps", "num_beams"):
+                quality = {str(r["value"]): r["corpus"]["CIDEr"] for r in run.sweep
+                           if r.get("knob") == knob and "CIDEr" in r.get("corpus", {})}
+                for row in run.latency.get("sweeps", {}).get(knob, []):
+                    value = str(row["setting"].get(knob))
+                    if value in quality:
+                        by_setting.setdefault(f"{knob}={value}", []).append(
+                            (1000 * row["median_s"], 100 * quality[value]))
+                        seen.add((knob, value))
+            default_seen = any((k, str(decoding.get(k))) in seen for k in ("steps", "num_beams"))
+            if not default_seen and run.corpus("CIDEr") is not None:
+                by_setting.setdefault("default", []).append(
+                    (1000 * run.latency["batch1"]["median_s"], 100 * run.corpus("CIDEr")))
+        if by_setting:
+            curves[e.label] = [{"x": sum(x for x, _ in v) / len(v), "y": sum(y for _, y in v) / len(v)}
+                               for _, v in sorted(by_setting.items())]
+    if not curves:
+        return None
+    fig, (ax,) = _figure(legend_items=len(curves))
+    for label, points in curves.items():
+        _line(ax, points, "x", "y", styles[label])
+    if _spread([p["x"] for pts in curves.values() for p in pts]) > 30:
+        _log_axis(ax.xaxis, ax.set_xscale)
+    ax.set(xlabel=LATENCY, ylabel=CIDER)
+    _legend(fig, styles, list(curves))
+    return fig
+
+
+def latency_vs_length(entries: list[Entry], styles: dict[str, Style]):
+    """Latency against a forced generated length (autoregressive); diffusion is flat (LaDiC fig. 2a)."""
+    curves, flat = {}, {}
+    for e in entries:
+        points = [{"x": float(row["setting"]["max_new_tokens"]), "y": 1000 * row["median_s"]}
+                  for run in e.runs if run.latency for row in run.latency.get("sweeps", {}).get("length", [])]
+        if points:
+            curves[e.label] = points
+        elif e.paradigm == "diffusion":
+            medians = [1000 * run.latency["batch1"]["median_s"] for run in e.runs if run.latency]
+            if medians:
+                flat[e.label] = sum(medians) / len(medians)
+    if not curves:
+        return None
+    fig, (ax,) = _figure(legend_items=len(curves) + len(flat) + 2)
+    for label, points in curves.items():
+        _line(ax, points, "x", "y", styles[label])
+    for label, value in flat.items():
+        _hline(ax, value, styles[label])
+    _integer_ticks(ax)
+    values = [p["y"] for pts in curves.values() for p in pts] + list(flat.values())
+    if _spread(values) > 30:
+        _log_axis(ax.yaxis, ax.set_yscale)
+    ax.set(xlabel="generated length (tokens)", ylabel="latency (ms / image)")
+    _legend(fig, styles, [*curves, *flat],
+            [("forced length", "-"), ("fixed length (parallel)", ":")] if flat else [])
+    return fig
+
+
+def quality_by_length(entries: list[Entry], styles: dict[str, Style]):
+    """BLEU-4 and CIDEr per reference-length bucket (LaDiC fig. 2b: error propagation with length)."""
+    curves = {}
+    for e in entries:
+        points = [{"x": float(r["length"]), "bleu": 100 * r["BLEU-4"], "cider": 100 * r["CIDEr"]}
+                  for run in e.runs if run.errprop for r in run.errprop.get("quality_by_length", [])
+                  if r.get("images", 0) >= MIN_COUNT]
+        if points:
+            curves[e.label] = points
+    if not curves:
+        return None
+    fig, axes = _figure(rows=2, legend_items=len(curves), panel_height=1.45)
+    for label, points in curves.items():
+        _line(axes[0], points, "x", "bleu", styles[label])
+        _line(axes[1], points, "x", "cider", styles[label])
+    axes[0].set(ylabel="BLEU-4 (x100)", xlabel="")
+    axes[1].set(ylabel=CIDER, xlabel="caption length (words)")
+    _integer_ticks(axes[1])
+    _legend(fig, styles, list(curves))
+    return fig
+
+
+def exposure_gap(entries: list[Entry], styles: dict[str, Style]):
+    """Word accuracy per position, free-running (every model) and teacher-forced (autoregressive)."""
+    curves: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for e in entries:
+        for mode in ("free_running", "teacher_forced"):
+            points = [{"x": float(r["position"]), "y": 100 * r["accuracy"]}
+                      for run in e.runs if run.errprop for r in run.errprop.get(mode, [])
+                      if r.get("count", 0) >= MIN_COUNT]
+            if points:
+                curves.setdefault(e.label, {})[mode] = points
+    if not any("teacher_forced" in modes for modes in curves.values()):
+        return None  # without a teacher-forced curve there is no gap to show
+    fig, (ax,) = _figure(legend_items=len(curves) + 2)
+    for label, modes in curves.items():
+        for mode, points in modes.items():
+            _line(ax, points, "x", "y", styles[label], dashes=mode == "teacher_forced")
+    _integer_ticks(ax)
+    ax.set(xlabel="position (word)", ylabel="word accuracy (%)")
+    _legend(fig, styles, list(curves), [("free-running", "-"), ("teacher-forced", "--")])
+    return fig
+
+
+def error_injection(entries: list[Entry], styles: dict[str, Style]):
+    """One wrong word injected at a position: how many other words change; diffusion: recovery rate."""
+    changed, recovery = {}, {}
+    for e in entries:
+        rows = [r for run in e.runs if run.errprop for r in run.errprop.get("injection", [])
+                if r.get("images", MIN_COUNT) >= MIN_COUNT]
+        points = [{"x": float(r["position"]),
+                   "y": r.get("mean_changed_after", r.get("mean_changed_elsewhere"))} for r in rows]
+        points = [p for p in points if p["y"] is not None]
+        if points:
+            changed[e.label] = points
+        rec = [{"x": float(r["position"]), "y": 100 * r["recovery_rate"]} for r in rows if "recovery_rate" in r]
+        if rec:
+            recovery[e.label] = rec
+    if not changed:
+        return None
+    fig, axes = _figure(rows=2 if recovery else 1, legend_items=len(changed),
+                        panel_height=1.45 if recovery else 1.9)
+    for label, points in changed.items():
+        _line(axes[0], points, "x", "y", styles[label])
+    axes[0].set(ylabel="other words changed\n(mean per caption)", xlabel="" if recovery else "injected position (word)")
+    if recovery:
+        for label, points in recovery.items():
+            _line(axes[1], points, "x", "y", styles[label])
+        axes[1].set(ylabel="recovered (%)", xlabel="injected position (word)", ylim=(-5, 105))
+    _integer_ticks(axes[-1])
+    _legend(fig, styles, list(changed))
+    return fig
+
+
+def _save(fig, base: Path) -> list[Path]:
+    """PNG and PDF, each written to a temp file then renamed (a reader never sees half a file)."""
+    written = []
+    for ext in ("png", "pdf"):
+        path = base.with_name(f"{base.name}.{ext}")
+        tmp = path.with_name(f".{path.name}.tmp")
+        fig.savefig(tmp, format=ext, dpi=DPI, metadata=METADATA[ext])
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+FIGURES: dict[str, Callable[..., Any]] = {
+    "quality_vs_steps": lambda e, s: quality_vs_knob(e, s, "steps", "sampling steps"),
+    "quality_vs_beams": lambda e, s: quality_vs_knob(e, s, "num_beams", "beam size"),
+    "quality_vs_latency": quality_vs_latency,
+    "latency_vs_length": latency_vs_length,
+    "quality_by_length": quality_by_length,
+    "exposure_gap": exposure_gap,
+    "error_injection": error_injection,
+}
+
+
+def make_figures(entries: list[Entry], styles: dict[str, Style], out_dir: Path, prefix: str = "") -> list[Path]:
+    """Draw every figure that has data; returns the PNG and PDF paths written (PNG first)."""
+    import matplotlib
+    import seaborn as sns
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    with sns.axes_style("whitegrid"), matplotlib.rc_context(RC):
+        for name, draw in FIGURES.items():
+            fig = draw(entries, styles)
+            if fig is not None:
+                written += _save(fig, out_dir / f"{prefix}{name}")
+    return written

@@ -1,0 +1,113 @@
+"""The reproducibility footer printed under every table: commit, packages, hardware, date, images, seeds.
+
+Everything comes from the result files except the commit and the versions of packages the results do
+not record, which are read from the checkout and the installed distributions. The date is the day the
+newest job finished, never the clock, so the same results give the same report byte for byte.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from bench.report.data import Entry
+
+#: Distribution names whose versions the footer states, with the name printed for each.
+PACKAGES = {"torch": "torch", "transformers": "transformers", "pycocoevalcap": "pycocoevalcap",
+            "diffcap-bench": "bench"}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a reader needs to reproduce a table."""
+
+    commit: str
+    packages: dict[str, str]
+    hardware: list[str]
+    date: str
+    images: list[int]
+    seeds: list[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """HEAD of the checkout the report is made from (12 hex digits), or 'unknown' outside git."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    return commit[:12] if out.returncode == 0 and commit else "unknown"
+
+
+def _installed(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(entries: list[Entry], commit: str | None = None) -> Provenance:
+    """Collect the footer's facts from the runs of `entries` (commit: override, else `git rev-parse HEAD`)."""
+    runs = [run for e in entries for run in e.runs]
+    recorded: dict[str, set[str]] = {}
+    hardware = set()
+    for run in runs:
+        env = (run.latency or {}).get("environment") or {}
+        for key in ("torch", "transformers"):
+            if env.get(key):  # the version the latency phase actually ran with beats what is installed now
+                recorded.setdefault(key, set()).add(str(env[key]))
+        if env.get("device"):
+            hardware.add(str(env["device"]))
+        elif run.result.get("device"):
+            host = run.result.get("host")
+            hardware.add(str(run.result["device"]) + (f" ({host})" if host else ""))
+    packages = {shown: ", ".join(sorted(recorded[dist])) if dist in recorded else _installed(dist)
+                for dist, shown in PACKAGES.items()}
+    finished = [run.finished for run in runs if run.finished is not None]
+    date = (datetime.fromtimestamp(max(finished), tz=timezone.utc).strftime("%Y-%m-%d") if finished
+            else "unknown")
+    images = sorted({int(run.scores["images_scored"]) for run in runs
+                     if run.scores and "images_scored" in run.scores}
+                    | {int(run.result["metrics"]["images_scored"]) for run in runs
+                       if "images_scored" in run.result.get("metrics", {})})
+    seeds = sorted({int(run.result.get("seed", 0)) for run in runs})
+    return Provenance(commit=commit if commit is not None else git_commit(), packages=packages,
+                      hardware=sorted(hardware) or ["unknown"], date=date, images=images, seeds=seeds)
+
+
+def _items(p: Provenance) -> list[tuple[str, str]]:
+    return [
+        ("commit", p.commit),
+        ("packages", ", ".join(f"{name} {version}" for name, version in p.packages.items())),
+        ("hardware", "; ".join(p.hardware)),
+        ("date", f"{p.date} (newest result)"),
+        ("images", ", ".join(map(str, p.images)) or "unknown"),
+        ("seeds", ", ".join(map(str, p.seeds)) or "unknown"),
+    ]
+
+
+def footer_text(p: Provenance) -> str:
+    """One plain line: `commit abc; packages ...; hardware ...; ...`."""
+    return "; ".join(f"{k} {v}" for k, v in _items(p))
+
+
+def footer_markdown(p: Provenance) -> str:
+    return "<sub>" + " · ".join(f"**{k}** {v}" for k, v in _items(p)) + "</sub>\n"
+
+
+def footer_csv(p: Provenance) -> str:
+    """Trailing comment lines (read the table with `pandas.read_csv(path, comment='#')`)."""
+    return "".join(f"# {k}: {v}\n" for k, v in _items(p))
+
+
+def footer_latex(p: Provenance, escape) -> str:
+    """A small paragraph for under a tabular; `escape` is the table module's LaTeX escaper."""
+    return ("\\par\\smallskip\n{\\scriptsize\\raggedright "
+            + "; ".join(f"{escape(k)}: {escape(v)}" for k, v in _items(p)) + "\\par}\n")

@@ -1,0 +1,269 @@
+"""`bench report`: tables (Markdown, LaTeX, CSV), figures and footer from a fixed results folder.
+
+The fixture writes the result files of a small suite by hand, with fixed numbers, in the layout the
+phases write (bench/phases/*.py): a diffusion model with a steps sweep, an autoregressive one with
+beam and length sweeps (two seeds), a reference one, and a failed job.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.report import build_report
+from bench.report.data import load_published
+from bench.report.tables import tex_escape
+
+TASK = "coco"  # the task of the published numbers, so reported rows appear
+STARTED = 1_760_000_000.0  # 2025-10-09 UTC: the footer's date must come from here, not the clock
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _interval(point: float, width: float) -> dict:
+    return {"point": point, "low": point - width, "high": point + width, "confidence": 0.95,
+            "n_resamples": 200, "n_images": 100}
+
+
+def _scores(corpus: dict[str, float], decoding: dict) -> dict:
+    return {"split": "test", "decoding": decoding, "corpus": corpus,
+            "per_image": {"img1": corpus, "img2": corpus},
+            "intervals": {m: _interval(v, 0.01 + 0.02 * v) for m, v in corpus.items()},
+            "unavailable": {"SPICE": "SPICE needs stanford-corenlp-3.6.0.jar in /somewhere: download it"},
+            "images_scored": 100, "images_unreadable": [], "images_missing": [], "caption_seconds": 1.0,
+            "decode_cost": 10}
+
+
+def _latency(decoding: dict, median: float, sweeps: dict) -> dict:
+    return {"environment": {"device": "Test CPU, 2 thread(s)", "device_type": "cpu", "dtype": "float32",
+                            "torch": "2.13.0+cpu", "transformers": "5.0.0", "python": "3.11.2"},
+            "decoding": decoding,
+            "batch1": {"median_s": median, "p90_s": 1.2 * median, "mean_s": median, "images": 8,
+                       "network_evals": 20},
+            "throughput": [{"batch_size": 1, "seconds": median, "images_per_s": 1 / median},
+                           {"batch_size": 16, "seconds": 4 * median, "images_per_s": 4 / median},
+                           {"batch_size": 64, "error": "out of memory"}],
+            "sweeps": sweeps}
+
+
+def _lat_row(setting: dict, median: float, evals: int) -> dict:
+    return {"setting": setting, "median_s": median, "p90_s": 1.1 * median, "mean_s": median, "images": 8,
+            "network_evals": evals}
+
+
+def _accuracy(start: float, slope: float, n: int = 8) -> list[dict]:
+    return [{"position": k, "accuracy": max(0.0, start - slope * k), "count": 40 - 2 * k} for k in range(n)]
+
+
+def _by_length(base: float, slope: float) -> list[dict]:
+    return [{"length": n, "images": 20, "BLEU-4": base - slope * (n - 7), "CIDEr": 3 * (base - slope * (n - 7))}
+            for n in range(7, 14)]
+
+
+def _job(suite: Path, label: str, model: str, paradigm: str, seed: int, order: int, params: int,
+         files: dict, status: str = "ok") -> dict:
+    job_id = f"{label}__{TASK}__seed{seed}__{order:012d}"
+    job = suite / job_id
+    job.mkdir(parents=True)
+    result = {"key": f"{order:012d}", "job_id": job_id, "suite": suite.name, "label": label, "model": model,
+              "task": TASK, "seed": seed, "order": order, "status": status, "host": "testhost", "device": "cpu",
+              "paradigm": paradigm, "parameters": params, "train_seconds": 60.0, "seconds": 100.0 + seed,
+              "metrics": {"images_scored": 100}}
+    if status != "ok":
+        result["error"] = "RuntimeError: boom"
+    files = {**files, "result.json": result, "worker.json": {"pid": 1, "host": "testhost", "started": STARTED}}
+    for name, payload in files.items():
+        (job / name).write_text(json.dumps(payload, indent=1, sort_keys=True))
+    return result
+
+
+def make_suite(root: Path) -> tuple[Path, list[dict]]:
+    """A results/<suite> folder with fixed numbers; returns it and its result dicts."""
+    suite = root / "fixture"
+    results = []
+    ladic_corpus = {"BLEU-4": 0.351, "METEOR": 0.274, "ROUGE-L": 0.567, "CIDEr": 1.152}
+    results.append(_job(suite, "ladic-mini", "ladic-mini", "diffusion", 0, 0, 12_345_678, {
+        "scores.json": _scores(ladic_corpus, {"steps": 10, "guidance": 1.0}),
+        "sweep.json": [{"knob": "steps", "value": s, "corpus": {"BLEU-4": 0.2 + 0.015 * s, "ROUGE-L": 0.5,
+                                                                 "CIDEr": 0.8 + 0.035 * s},
+                        "caption_seconds": 0.1 * s, "images": 100, "decode_cost": 2 * s} for s in (1, 5, 10)],
+        "latency.json": _latency({"steps": 10, "guidance": 1.0}, 0.105, {
+            "steps": [_lat_row({"steps": s}, 0.011 * s, 2 * s) for s in (1, 5, 10)]}),
+        "errprop.json": {"unavailable": {"teacher_forced": "undefined for parallel decoding"},
+                         "quality_by_length": _by_length(0.40, 0.01), "free_running": _accuracy(0.8, 0.03),
+                         "injection": [{"position": k, "images": 30, "recovery_rate": 0.9 - 0.05 * k,
+                                        "mean_changed_elsewhere": 0.5 + 0.1 * k} for k in range(6)],
+                         "repetition_rate": 0.02},
+    }))
+    for seed, shift in ((0, 0.0), (1, 0.004)):
+        ar_corpus = {"BLEU-4": 0.397 + shift, "METEOR": 0.281, "ROUGE-L": 0.589, "CIDEr": 1.333 - shift}
+        results.append(_job(suite, "vit-gpt2-mini", "vit-gpt2-mini", "autoregressive", seed, 1, 1_057_408, {
+            "scores.json": _scores(ar_corpus, {"num_beams": 3, "max_new_tokens": 24}),
+            "sweep.json": [{"knob": "num_beams", "value": b, "corpus": {"BLEU-4": 0.35 + 0.01 * b, "ROUGE-L": 0.55,
+                                                                         "CIDEr": 1.2 + 0.04 * b + shift},
+                            "caption_seconds": 0.2 * b, "images": 100, "decode_cost": 24 * b} for b in (1, 3)],
+            "latency.json": _latency({"num_beams": 3, "max_new_tokens": 24}, 0.2 + shift, {
+                "num_beams": [_lat_row({"num_beams": b}, 0.08 * b + shift, 24 * b) for b in (1, 3)],
+                "length": [_lat_row({"min_new_tokens": n, "max_new_tokens": n}, 0.012 * n, n)
+                           for n in (8, 10, 12, 14, 16)]}),
+            "errprop.json": {"unavailable": {}, "quality_by_length": _by_length(0.44, 0.02),
+                             "free_running": _accuracy(0.85, 0.06), "teacher_forced": _accuracy(0.9, 0.02),
+                             "exposure_gap": [], "repetition_rate": 0.01,
+                             "injection": [{"position": k, "images": 30, "mean_changed_after": 2.0 - 0.2 * k,
+                                            "cider_before": 1.3, "cider_after": 1.0, "cider_drop": 0.3}
+                                           for k in range(6)]},
+        }))
+    nn_corpus = {"BLEU-4": 0.25, "METEOR": 0.22, "ROUGE-L": 0.5, "CIDEr": 0.8}
+    results.append(_job(suite, "nearest-neighbour", "nearest-neighbour", "reference", 0, 2, 0, {
+        "scores.json": _scores(nn_corpus, {}),
+        "latency.json": _latency({}, 0.002, {}),
+    }))
+    results.append(_job(suite, "broken", "constant", "", 0, 3, 0, {}, status="failed"))
+    return suite, results
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("report")
+    suite, results = make_suite(root)
+    paths = build_report(suite, results, commit="0123456789ab")
+    return suite, paths
+
+
+def _hashes(paths: list[Path]) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def test_files_written(report):
+    suite, paths = report
+    names = {p.name for p in paths}
+    for kind in ("main", "latency"):
+        assert {f"{TASK}-{kind}.{ext}" for ext in ("md", "tex", "csv")} <= names
+    figures = {n for n in names if n.endswith((".png", ".pdf"))}
+    for name in ("quality_vs_steps", "quality_vs_beams", "quality_vs_latency", "latency_vs_length",
+                 "quality_by_length", "exposure_gap", "error_injection"):
+        assert {f"{TASK}-{name}.png", f"{TASK}-{name}.pdf"} <= figures
+    for path in paths:
+        assert path.is_file() and path.stat().st_size > 0
+    for png in (p for p in paths if p.suffix == ".png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    for pdf in (p for p in paths if p.suffix == ".pdf"):
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def _body_rows(tex: str) -> tuple[list[str], list[str]]:
+    """Measured rows (between the first and second \\midrule) and the rows after the reported header."""
+    lines = tex.splitlines()
+    rules = [i for i, line in enumerate(lines) if line == "\\midrule"]
+    bottom = lines.index("\\bottomrule")
+    measured = [line for line in lines[rules[0] + 1: rules[1]] if line.endswith("\\\\")]
+    reported = [line for line in lines[rules[1] + 2: bottom] if line.endswith("\\\\")]
+    return measured, reported
+
+
+def test_latex_main_table_well_formed(report):
+    suite, _ = report
+    tex = (suite / "report" / f"{TASK}-main.tex").read_text()
+    body = re.sub(r"\\[{}]", "", tex)  # escaped braces are text, not grouping
+    depth = 0
+    for ch in body:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert tex.count("\\toprule") == 1 and tex.count("\\bottomrule") == 1
+    assert tex.index("\\toprule") < tex.index("\\midrule") < tex.index("\\bottomrule")
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 1
+    measured, reported = _body_rows(tex)
+    assert [row.split(" & ")[0] for row in measured] == ["ladic-mini", "vit-gpt2-mini", "nearest-neighbour"]
+    columns = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
+    for row in measured + reported:
+        assert row.count(" & ") == len(columns) - 1
+    assert "\\emph{reported" in tex and len(reported) == len(load_published(
+        REPO / "results" / "reference" / "published.yaml").rows)
+    # Intervals on every measured metric; SPICE unavailable everywhere.
+    for row in measured:
+        cells = row.removesuffix(" \\\\").split(" & ")
+        assert all("{\\scriptsize [" in c for c in cells[4:8]) and cells[8] == "--"
+    # Bold: the best measured value per column, never a reported one.
+    ladic, vit, nn = (row.split(" & ") for row in measured)
+    assert vit[4].startswith("\\textbf{39.9}")  # BLEU-4: mean of 39.7 and 40.1 over two seeds
+    assert vit[7].startswith("\\textbf{133.1}")  # CIDEr
+    assert not any("\\textbf" in c for c in ladic[4:] + nn[4:])
+    assert not any("\\textbf" in row for row in reported)
+    assert "broken seed 0" in tex and "0123456789ab" in tex and "2025-10-09" in tex
+    assert "Mean over seeds for vit-gpt2-mini (2 seeds)" in tex
+
+
+def test_markdown_and_csv(report):
+    suite, _ = report
+    md = (suite / "report" / f"{TASK}-main.md").read_text()
+    assert "**133.1** [" in md and "115.2 [" in md and "**Reported**" in md
+    measured_table = md.split("**Reported**")[0]
+    assert "LaDiC, 30 steps" not in measured_table  # reported numbers never mixed with measured ones
+    rows = list(csv.DictReader(io.StringIO((suite / "report" / f"{TASK}-main.csv").read_text()), ))
+    rows = [r for r in rows if not r["model"].startswith("#")]
+    measured = [r for r in rows if r["source"] == "measured"]
+    assert [r["model"] for r in measured] == ["ladic-mini", "vit-gpt2-mini", "nearest-neighbour"]
+    assert float(measured[1]["CIDEr_low"]) < float(measured[1]["CIDEr"]) < float(measured[1]["CIDEr_high"])
+    assert measured[1]["CIDEr_best"] == "1" and measured[0]["CIDEr_best"] == "0"
+    assert all(r["source"].startswith("reported: ") for r in rows[3:]) and len(rows) > 3
+    footer = (suite / "report" / f"{TASK}-main.csv").read_text().splitlines()[-6:]
+    assert [line.split(":")[0] for line in footer] == ["# commit", "# packages", "# hardware", "# date",
+                                                       "# images", "# seeds"]
+
+
+def test_latency_table(report):
+    suite, _ = report
+    md = (suite / "report" / f"{TASK}-latency.md").read_text()
+    assert "default (steps=10)" in md and "steps=5" in md and "beams=3" in md and "length=16" in md
+    assert "105.0" in md and "(batch 16)" in md  # 64 ran out of memory: the largest measured is 16
+    tex = (suite / "report" / f"{TASK}-latency.tex").read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "Test CPU" in tex
+    for name in ("main", "latency"):
+        for ext in ("md", "tex", "csv"):
+            text = (suite / "report" / f"{TASK}-{name}.{ext}").read_text()
+            assert "commit" in text and "torch 2.13.0+cpu" in text and "2025-10-09" in text, (name, ext)
+
+
+def test_byte_identical_across_runs(tmp_path, report):
+    suite, first = report
+    again = build_report(suite, make_suite(tmp_path)[1], commit="0123456789ab", out_dir=tmp_path / "again")
+    assert _hashes(first) == _hashes(again)
+
+
+def test_reported_rows_only_for_their_task(tmp_path):
+    suite, results = make_suite(tmp_path)
+    for r in results:
+        r["task"] = "shapes"
+    paths = build_report(suite, results, formats=["tex"], commit="x", figures=False)
+    tex = next(p for p in paths if p.name == "shapes-main.tex").read_text()
+    assert "reported" not in tex and "LaDiC, 5 steps" not in tex
+
+
+def test_published_file_is_reported_only():
+    published = load_published(REPO / "results" / "reference" / "published.yaml")
+    assert published.task == "coco"
+    assert all(r["source"].startswith(("paper:", "repository:")) for r in published.rows)
+    ladic30 = next(r for r in published.rows if r["model"] == "LaDiC, 30 steps")
+    assert ladic30["metrics"] == {"BLEU-4": 38.2, "CIDEr": 126.2, "METEOR": 29.5, "SPICE": 22.4, "ROUGE-L": 58.7}
+
+
+def test_tex_escape():
+    assert tex_escape("a_b & 5% #1 {x}") == "a\\_b \\& 5\\% \\#1 \\{x\\}"
+
+
+def test_unknown_format(tmp_path):
+    with pytest.raises(ValueError, match="unknown report format"):
+        build_report(tmp_path, [], formats=["html"])
+
+
+def test_git_commit_of_this_checkout():
+    from bench.report.footer import git_commit
+
+    commit = git_commit()
+    assert commit == "unknown" or re.fullmatch(r"[0-9a-f]{12}", commit)
