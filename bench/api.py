@@ -39,8 +39,12 @@ class Sample:
         """Decode the image as RGB. Raises OSError (or a PIL error) for a missing or corrupt file."""
         from PIL import Image
 
-        with Image.open(self.image_path) as im:
-            return im.convert("RGB")
+        try:
+            with Image.open(self.image_path) as im:
+                return im.convert("RGB")
+        except (Image.DecompressionBombError, ValueError, SyntaxError) as err:
+            # Every unreadable image is an OSError to callers, who skip and count it.
+            raise OSError(f"{self.image_path}: {err}") from err
 
 
 @dataclass(frozen=True)

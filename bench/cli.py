@@ -11,7 +11,8 @@ EXAMPLES = """examples:
   bench run --suite coco --address auto     on a running Ray cluster
   bench run --suite shapes --set executor.kind=local --set suites.shapes.seeds=[0,1]
   bench list                                captioners, tasks and suites
-  bench report --suite shapes               tables from the result files
+  bench report --suite shapes               paper tables and figures from the result files
+  bench data check --task coco              verify a dataset's files and counts
   bench ui                                  MLflow UI on the configured store
 """
 
@@ -39,9 +40,37 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="registered captioners, tasks, and the suites of the config")
     lst.add_argument("--config", default="bench.yaml")
 
-    report = sub.add_parser("report", help="summary tables of a suite from its result files")
+    report = sub.add_parser("report", help="paper tables and figures of a suite from its result files")
     report.add_argument("--suite", required=True)
+    report.add_argument("--format", default="md,tex,csv", help="comma list of md, tex, csv")
     _add_config_args(report)
+
+    data = sub.add_parser("data", help="check or arrange dataset files (coco, flickr30k, Karpathy-format)")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser(
+        "check", help="verify split file, counts per split and images; say where files are published")
+    check.add_argument("--task", required=True, help="coco, flickr30k, or a task of bench.yaml's tasks:")
+    check.add_argument("--config", default="bench.yaml", help="read tasks.<name> from here if it exists")
+    check.add_argument("--root", help="dataset root (overrides bench.yaml, COCO_ROOT / FLICKR30K_ROOT)")
+    check.add_argument("--split-file", help="a Karpathy dataset_*.json (for type: karpathy sets)")
+    check.add_argument("--image-root", help="folder the split file's image paths are relative to")
+    depth = check.add_mutually_exclusive_group()
+    depth.add_argument("--quick", dest="level", action="store_const", const="exists",
+                       help="check that image files exist; open none (seconds)")
+    depth.add_argument("--deep", dest="level", action="store_const", const="decode",
+                       help="decode every image: finds truncated JPEGs (minutes for COCO)")
+    check.set_defaults(level="header")
+    check.add_argument("--workers", type=int, help="threads reading images (default: 2 per CPU, <= 16)")
+    check.add_argument("--show", type=int, default=5, help="missing/unreadable images listed (default 5)")
+    prep = data_sub.add_parser("prepare", help="arrange downloaded archives or folders into the layout")
+    prep.add_argument("--task", required=True, help="coco or flickr30k")
+    prep.add_argument("--root", help="target root (default: bench.yaml's tasks.<name>.root, then "
+                                     "COCO_ROOT / FLICKR30K_ROOT)")
+    prep.add_argument("--config", default="bench.yaml")
+    prep.add_argument("--mode", choices=("symlink", "copy", "move"), default="symlink",
+                      help="for folders and plain files (archives are always extracted)")
+    prep.add_argument("sources", nargs="+", metavar="ARCHIVE_OR_FOLDER",
+                      help="e.g. caption_datasets.zip train2014.zip val2014.zip")
 
     latency = sub.add_parser("latency", help="per-image latency vs diffusion steps (optimized vs reference)")
     latency.add_argument("--model", default="ladic-base")
@@ -113,9 +142,34 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no results for suite {args.suite!r} under {suite_dir}: run `bench run --suite {args.suite}`",
               file=sys.stderr)
         return 1
-    print(write_summary(suite_dir, results))
-    print(f"wrote {suite_dir / 'summary.csv'} and {suite_dir / 'summary.md'}")
+    write_summary(suite_dir, results)
+    from bench.report import build_report, main_table_markdown
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    try:
+        paths = build_report(suite_dir, results, formats)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if "md" in formats:
+        print(main_table_markdown(paths))
+    print(f"wrote {len(paths)} report file(s) under {suite_dir / 'report'}")
     return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench import data
+
+    if args.data_command == "check":
+        task = data.resolve_task(args.task, args.config, root=args.root, split_file=args.split_file,
+                                 image_root=args.image_root)
+        progress = data.stderr_progress if sys.stderr.isatty() else None
+        report = data.check_task(task, level=args.level, workers=args.workers, progress=progress)
+        print(data.format_check(report, show=args.show))
+        return report.exit_code
+    report = data.prepare(args.task, args.root, args.sources, mode=args.mode, config=args.config, echo=print)
+    print(data.format_prepare(report))
+    return report.exit_code
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
@@ -143,7 +197,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "latency": cmd_latency, "ui": cmd_ui}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data,
+            "latency": cmd_latency, "ui": cmd_ui}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -293,9 +293,9 @@ def _place_in_archive(name: str, layout: tuple[Source, ...]) -> tuple[Source, Pa
     for source in layout:
         if not source.folder and parts[-1] == source.item:
             return source, Path()
-        if source.folder:
-            for i, part in enumerate(parts[:-1]):
-                if _matches(part, source):
+        if source.folder:  # the innermost match: some mirrors nest flickr30k_images/flickr30k_images/
+            for i in reversed(range(len(parts) - 1)):
+                if _matches(parts[i], source):
                     return source, Path(*parts[i + 1:])
     return None
 
@@ -342,6 +342,8 @@ def _find_in_folder(folder: Path, layout: tuple[Source, ...], depth: int = 2) ->
 
     own = match(folder.name, True)
     if own is not None:  # e.g. ~/Downloads/train2014: do not list its 82k files
+        while (folder / folder.name).is_dir():  # some mirrors nest the folder in itself
+            folder = folder / folder.name
         return {own.item: folder}
     found: dict[str, Path] = {}
     level = [folder]

@@ -106,7 +106,7 @@ captioners: Registry[Any] = Registry("captioner", "bench.captioners", "models")
 tasks: Registry[Any] = Registry("task", "bench.tasks", "tasks")
 
 
-def create_captioner(name: str, **overrides: Any):
+def create_captioner(name: str, /, **overrides: Any):
     """Build a registered captioner variant, e.g. `create_captioner("ladic-mini", steps=5)`."""
     cls = captioners.resolve(name)
     return cls.from_config(cls.variant_config(name, **overrides))
@@ -116,7 +116,7 @@ def captioner_class(name: str):
     return captioners.resolve(name)
 
 
-def create_task(name: str, **options: Any):
+def create_task(name: str, /, **options: Any):
     """Build a registered task; options come from bench.yaml's `tasks.<name>` section."""
     cls = tasks.resolve(name)
     return cls(**options)

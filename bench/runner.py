@@ -86,7 +86,10 @@ def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
     seed_everything(job.seed)
     task = create_task(job.task_class, **job.task_options)
     train_samples = task.samples("train")
-    out: dict[str, Any] = {"device": device, "threads": threads}
+    out: dict[str, Any] = {"device": device, "threads": threads,
+                           "train_images_missing": len(task.missing("train"))}
+    if out["train_images_missing"]:
+        log(f"{out['train_images_missing']} train image(s) listed but missing: skipped")
 
     model_dir, train_file = job.dir / "model", job.dir / "train.json"
     cls = captioner_class(job.model)

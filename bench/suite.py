@@ -29,7 +29,8 @@ def make_executor(cfg: BenchConfig):
 
     cache = os.environ.get("BENCH_CACHE", ".cache")
     env = {"BENCH_CACHE": str(Path(cache).resolve())}
-    for name in ("BENCH_WEIGHTS_DIR", "HF_HOME", "HF_HUB_OFFLINE"):
+    for name in ("BENCH_WEIGHTS_DIR", "HF_HOME", "HF_HUB_OFFLINE", "COCO_ROOT", "FLICKR30K_ROOT",
+                 "FLICKR8K_ROOT"):
         if name in os.environ:
             env[name] = os.environ[name]
     return RayExecutor(cfg.executor, env)
@@ -80,6 +81,14 @@ def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list
         table = write_summary(suite_dir, ordered) if ordered else ""
         tracker.log_artifact(suite_dir / "summary.md")
         tracker.log_artifact(suite_dir / "summary.csv")
+        if ordered:
+            try:
+                from bench.report import build_report
+
+                for path in build_report(suite_dir, ordered):
+                    tracker.log_artifact(path)
+            except Exception as err:  # noqa: BLE001 - a report failure must not hide the suite's outcome
+                echo(f"report not written: {type(err).__name__}: {err}")
         tracker.finish(status)
         if table:
             echo("\n" + table)

@@ -102,7 +102,8 @@ class MlflowTracker:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
             self.experiment_id = self.client.create_experiment(
-                name, artifact_location=(self.artifact_root / suite).as_uri())
+                name, artifact_location=(self.artifact_root / suite).as_uri(),
+                tags={"mlflow.experimentKind": "custom_model_development"})  # runs, not GenAI traces
         else:
             self.experiment_id = experiment.experiment_id
         run = self.client.create_run(self.experiment_id, run_name=f"{suite}",

@@ -41,7 +41,7 @@ class TrainReport:
     epoch_losses: list[float] = field(default_factory=list)
     resumed_from_epoch: int = 0
     stopped_by: str = "epochs"  # epochs | minutes
-    skipped_images: int = 0
+    skipped_pairs: int = 0  # unreadable (image, caption) pairs, summed over epochs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,7 +180,7 @@ def train(
         for b, (batch, skipped) in enumerate(loader):
             if b >= limit:
                 break
-            report.skipped_images += skipped
+            report.skipped_pairs += skipped
             if batch is None:
                 continue
             batch = _move(batch, device)

@@ -111,7 +111,8 @@ def caption_split(captioner, samples: Sequence, decoding: dict[str, Any], eval_c
     from torch.utils.data import DataLoader
 
     loader = DataLoader(_Images(captioner, samples), batch_size=eval_cfg["batch_size"],
-                        num_workers=eval_cfg.get("num_workers", 0), collate_fn=_keep)
+                        num_workers=eval_cfg.get("num_workers", 0), collate_fn=_keep,
+                        pin_memory=captioner.device.type == "cuda")
     captions: dict[str, str] = {}
     unreadable: list[str] = []
     started = time.time()
