@@ -8,7 +8,7 @@ import torch
 
 from bench.config import TrainConfig
 from bench.train import train
-from models.blip import BlipCaptioner, strip_prompt
+from models.blip import BlipCaptioner, pre_caption, strip_prompt
 from models.git import GitCaptioner
 from models.weights import WeightsNotFound
 from tasks.shapes import ShapesTask
@@ -52,6 +52,7 @@ def pixels(task):
     return {f: torch.stack([make(f).preprocess(im) for im in images]) for f in FAMILIES}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tiny_trains_and_captions(family, task, tmp_path):
     captioner = make(family)
@@ -116,6 +117,11 @@ def test_blip_defaults_are_blips_own():
         "Salesforce/blip-image-captioning-base", 3, 20, 5, "a picture of ")
     git = GitCaptioner.variants["git-base"]
     assert (git.weights, git.num_beams, git.length_penalty) == ("microsoft/git-base-coco", 4, 0.6)
+
+
+def test_pre_caption_is_blips():
+    assert pre_caption("Two shapes:  a Red circle, a square.", 30) == "two shapes a red circle, a square"
+    assert pre_caption("one two three four", 2) == "one two"
 
 
 def test_strip_prompt():

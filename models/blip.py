@@ -1,0 +1,287 @@
+"""BLIP: the pretrained autoregressive baseline with its own captioning decoding.
+
+Paper: Li et al., "BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language
+Understanding and Generation", ICML 2022. Upstream: github.com/salesforce/BLIP (BSD-3-Clause); the
+implementation used is transformers' `BlipForConditionalGeneration` (Apache-2.0); weights
+`Salesforce/blip-image-captioning-base` (BSD-3-Clause). Paradigm: autoregressive (a ViT image encoder
+and a BERT decoder with cross-attention, generating left to right).
+
+Variants:
+  - `blip-base`: the pretrained captioning checkpoint (hub id, a local save_pretrained directory, or a
+    copy under $BENCH_WEIGHTS_DIR; see models/weights.py), BLIP fine-tuned on COCO captions. Zero-shot:
+    evaluate only (on COCO it has seen COCO captions: say so next to its rows); fine-tuned: train then
+    evaluate. Offline, creating it raises `WeightsNotFound` naming the remedy and `blip-tiny`.
+  - `blip-tiny`: the same architecture and tokenisation from a small config with random weights (64 px),
+    trained from scratch (shapes suite, tests).
+
+Decoding (BLIP's own captioning configs, `caption_coco.yaml`): images at 384x384 (the checkpoint's
+processor: bicubic resize, CLIP mean/std), beam search with 3 beams, `max_length` 20 and `min_length` 5,
+prompt "a picture of ". As in BLIP (and transformers' `generate`), both lengths count the whole decoder
+sequence, [DEC] and the 3 prompt tokens included, so 1 to 16 tokens are generated ([SEP] included). `max_new_tokens`
+/ `min_new_tokens` count generated tokens only and take precedence when given. The prompt is removed from
+every returned caption (the generated ids after the prompt are decoded, and any leading repeat of the
+prompt text is stripped too).
+
+Fine-tuning follows BLIP's captioning fine-tuning: the target text is prompt + caption, cleaned by
+BLIP's `pre_caption` (lower-cased, without .!"()*#:;~, at most 30 words) and cut at 40 tokens; [CLS] is
+replaced by [DEC]; the loss is cross-entropy with label smoothing 0.1 over the caption tokens and [SEP]
+only (never over the prompt or padding). Deviation: the logits are computed only at the positions that
+carry a target (the same loss, far less work on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from bench.api import Captioner, CaptionerConfig
+from models.imaging import augment
+from models.weights import bert_vocab_dir, load_pretrained
+
+CONFIG_FILE = "bench_captioner.json"
+
+
+@dataclass
+class BlipCaptionerConfig(CaptionerConfig):
+    #: hub id or directory of a pretrained checkpoint; None builds the architecture below, random init.
+    weights: str | None = "Salesforce/blip-image-captioning-base"
+    # Architecture when `weights` is None (a checkpoint brings its own config and processor).
+    image_size: int = 384
+    patch_size: int = 16
+    vision_width: int = 768
+    vision_layers: int = 12
+    vision_heads: int = 12
+    text_width: int = 768
+    text_layers: int = 12
+    text_heads: int = 12
+    # Training.
+    augment: str = "none"  # none | crop | crop_flip (models/imaging.py)
+    max_words: int = 30
+    max_tokens: int = 40  # [DEC] + prompt + caption + [SEP], as BLIP's decoder tokenisation
+    label_smoothing: float = 0.1
+    # Decoding defaults (BLIP's captioning settings).
+    prompt: str = "a picture of "
+    num_beams: int = 3
+    max_length: int = 20
+    min_length: int = 5
+
+
+def pre_caption(caption: str, max_words: int) -> str:
+    """BLIP's caption cleaning for training: lower-case, drop .!"()*#:;~, collapse spaces, cut words."""
+    caption = re.sub(r"\s{2,}", " ", re.sub(r"([.!\"()*#:;~])", " ", caption.lower())).strip()
+    return " ".join(caption.split(" ")[:max_words])
+
+
+def strip_prompt(text: str, prompt: str) -> str:
+    """`text` without any leading occurrence(s) of `prompt` (compared case- and space-insensitively)."""
+    words, head = text.split(), prompt.lower().split()
+    while head and [w.lower() for w in words[: len(head)]] == head:
+        words = words[len(head):]
+    return " ".join(words)
+
+
+class BlipCaptioner(Captioner):
+    """BLIP image-grounded text decoder: pretrained (`weights`) or a small random-init configuration."""
+
+    paradigm = "autoregressive"
+    config_class = BlipCaptionerConfig
+    config: BlipCaptionerConfig
+
+    def __init__(self, config: BlipCaptionerConfig, module: torch.nn.Module | None = None,
+                 processor: Any = None):
+        super().__init__(config)
+        if module is None or processor is None:
+            module, processor = self._pretrained() if config.weights else self._from_scratch()
+        self._module = module.eval()
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        text = module.config.text_config
+        self.bos_id, self.sep_id, self.pad_id = text.bos_token_id, text.sep_token_id, text.pad_token_id
+
+    def _pretrained(self):
+        from transformers import AutoProcessor, BlipForConditionalGeneration
+
+        source = self.config.weights
+        module = load_pretrained(BlipForConditionalGeneration.from_pretrained, source, "blip-tiny",
+                                 dtype=torch.float32)
+        return module, load_pretrained(AutoProcessor.from_pretrained, source, "blip-tiny")
+
+    def _from_scratch(self):
+        from transformers import (
+            AutoTokenizer,
+            BlipConfig,
+            BlipForConditionalGeneration,
+            BlipImageProcessorPil,
+            BlipProcessor,
+        )
+
+        c = self.config
+        tokenizer = AutoTokenizer.from_pretrained(str(bert_vocab_dir()))
+        # BLIP's init_tokenizer: bert-base-uncased + [DEC] (bos, id 30522) + [ENC] (id 30523).
+        tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+        tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
+        image_processor = BlipImageProcessorPil(size={"height": c.image_size, "width": c.image_size})
+        config = BlipConfig(
+            vision_config=dict(
+                image_size=c.image_size, patch_size=c.patch_size, hidden_size=c.vision_width,
+                intermediate_size=4 * c.vision_width, num_hidden_layers=c.vision_layers,
+                num_attention_heads=c.vision_heads, initializer_range=0.02,  # HF's 1e-10 suits loading only
+            ),
+            text_config=dict(
+                vocab_size=len(tokenizer), hidden_size=c.text_width, encoder_hidden_size=c.vision_width,
+                intermediate_size=4 * c.text_width, num_hidden_layers=c.text_layers,
+                num_attention_heads=c.text_heads,
+                bos_token_id=tokenizer.bos_token_id, sep_token_id=tokenizer.sep_token_id,
+                pad_token_id=tokenizer.pad_token_id, label_smoothing=c.label_smoothing,
+            ),
+        )
+        module = BlipForConditionalGeneration(config)
+        return module, BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self._module
+
+    # -- data ---------------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
+        """The checkpoint's own image processor (size, resample, mean/std); crops only if asked."""
+        if train:
+            image = augment(image, self.config.augment)
+        return self.processor.image_processor(image, return_tensors="pt")["pixel_values"][0]
+
+    def _prefix(self, prompt: str | None) -> list[int]:
+        """[DEC] + the prompt's word pieces: the decoder input that generation continues."""
+        prompt = self.config.prompt if prompt is None else prompt
+        return [self.bos_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+
+    def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
+        """[DEC] prompt caption [SEP] [PAD]..; labels hide the prompt and padding from the loss."""
+        text = [self.config.prompt + pre_caption(c, self.config.max_words) for c in captions]
+        enc = self.tokenizer(text, padding="longest", truncation=True, max_length=self.config.max_tokens,
+                             return_tensors="pt")
+        ids = enc["input_ids"].clone()
+        ids[:, 0] = self.bos_id
+        labels = ids.masked_fill(enc["attention_mask"] == 0, -100)
+        labels[:, : len(self._prefix(None))] = -100
+        return {"pixel_values": torch.stack(images), "input_ids": ids,
+                "attention_mask": enc["attention_mask"], "labels": labels}
+
+    # -- training -----------------------------------------------------------------------------
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Label-smoothed next-token cross-entropy over the caption tokens (the prompt is context only).
+
+        Equal to `module(**batch).loss` with `label_smoothing` set, but the vocabulary projection runs
+        only where a target exists.
+        """
+        m = self.module
+        image_embeds = m.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
+        hidden = m.text_decoder.bert(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+            encoder_hidden_states=image_embeds, is_decoder=True,
+        ).last_hidden_state
+        targets = batch["labels"][:, 1:]
+        keep = targets != -100
+        logits = m.text_decoder.cls(hidden[:, :-1][keep])
+        return F.cross_entropy(logits.float(), targets[keep], label_smoothing=self.config.label_smoothing)
+
+    # -- inference ----------------------------------------------------------------------------
+    def default_decoding(self) -> dict[str, Any]:
+        c = self.config
+        return {"num_beams": c.num_beams, "max_length": c.max_length, "min_length": c.min_length,
+                "prompt": c.prompt}
+
+    @torch.no_grad()
+    def generate_ids(self, pixel_values: torch.Tensor, num_beams: int | None = None,
+                     max_length: int | None = None, min_length: int | None = None,
+                     max_new_tokens: int | None = None, min_new_tokens: int | None = None,
+                     prompt: str | None = None, **unused: Any) -> torch.Tensor:
+        """Generated token ids after the prompt, (batch, length), padded with [PAD] after [SEP]."""
+        c = self.config
+        prefix = self._prefix(prompt)
+        lengths: dict[str, int] = {}
+        if max_new_tokens is not None:
+            lengths["max_new_tokens"] = max_new_tokens
+        else:
+            lengths["max_length"] = c.max_length if max_length is None else max_length
+        if min_new_tokens is not None:
+            lengths["min_new_tokens"] = min_new_tokens
+        else:
+            lengths["min_length"] = c.min_length if min_length is None else min_length
+        # transformers' BLIP generate replaces the first id by [DEC] and drops the last (the [SEP]
+        # of a tokenised prompt), so the prompt goes in as [DEC] prompt [SEP].
+        input_ids = torch.tensor([[*prefix, self.sep_id]] * len(pixel_values), device=pixel_values.device)
+        self.module.eval()
+        out = self.module.generate(
+            pixel_values=pixel_values, input_ids=input_ids, num_beams=num_beams or c.num_beams,
+            do_sample=False, **lengths,
+        )
+        return out[:, len(prefix):]
+
+    def caption(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
+        """Captions without the prompt; knobs: num_beams, max_length, min_length, max_new_tokens,
+        min_new_tokens, prompt (defaults: `default_decoding()`)."""
+        prompt = decoding.get("prompt")
+        prompt = self.config.prompt if prompt is None else prompt
+        ids = self.generate_ids(pixel_values, **decoding)
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return [strip_prompt(t, prompt) for t in texts]
+
+    def decode_cost(self, num_beams: int | None = None, max_length: int | None = None,
+                    max_new_tokens: int | None = None, prompt: str | None = None,
+                    num_tokens: float | None = None, **unused: Any) -> int:
+        """Decoder evaluations per caption: generated tokens x beams.
+
+        The generated tokens are the maximum allowed (`max_new_tokens`, else `max_length` minus [DEC] and
+        the prompt), an upper bound; pass `num_tokens` (the actual mean generated length) for the actual
+        cost. The one image-encoder pass and the prompt's single parallel pass are not counted.
+        """
+        beams = num_beams or self.config.num_beams
+        if num_tokens is None:
+            if max_new_tokens is not None:
+                num_tokens = max_new_tokens
+            else:
+                total = self.config.max_length if max_length is None else max_length
+                num_tokens = max(0, total - len(self._prefix(prompt)))
+        return int(round(num_tokens * beams))
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """A save_pretrained directory (model + processor), usable as `weights`, plus this config."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.module.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+        (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, directory: Path) -> BlipCaptioner:
+        """Restore a `save` directory (or any BLIP save_pretrained directory, with blip-base's settings)."""
+        from transformers import AutoProcessor, BlipForConditionalGeneration
+
+        directory = Path(directory)
+        config = cls.variant_config("blip-base", weights=str(directory))
+        if (directory / CONFIG_FILE).is_file():
+            names = {f.name for f in dataclasses.fields(cls.config_class)}
+            raw = json.loads((directory / CONFIG_FILE).read_text())
+            config = cls.config_class(**{k: v for k, v in raw.items() if k in names})
+        module = load_pretrained(BlipForConditionalGeneration.from_pretrained, str(directory), "blip-tiny",
+                                 dtype=torch.float32)
+        processor = load_pretrained(AutoProcessor.from_pretrained, str(directory), "blip-tiny")
+        return cls(config, module=module, processor=processor)
+
+
+BlipCaptioner.variants = {
+    "blip-base": BlipCaptionerConfig(),
+    "blip-tiny": BlipCaptionerConfig(
+        weights=None, image_size=64, patch_size=8, vision_width=128, vision_layers=2, vision_heads=4,
+        text_width=128, text_layers=2, text_heads=4, max_tokens=32,
+    ),
+}
