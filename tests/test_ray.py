@@ -46,3 +46,11 @@ def test_a_gpu_the_cluster_lacks_fails_at_once(write_config, ray_local):
         """)
     with pytest.raises(ConfigError, match="nearest-neighbour on shapes: asks for 1 GPU"):
         run_suite(load_config(path), "mini", echo=lambda _: None)
+
+
+def test_results_folder_probe_passes_on_a_shared_folder(tmp_path, ray_local):
+    from bench.config import ExecutorConfig
+    from bench.executors.ray import RayExecutor
+
+    RayExecutor(ExecutorConfig()).check_shared_results(str(tmp_path), force=True)
+    assert not (tmp_path / ".node-probes").exists()  # probes cleaned up

@@ -18,6 +18,14 @@ from bench.executors import OnResult, failed_result
 from bench.plan import Job
 
 
+def _touch(path: str) -> str:
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("probe")
+    return os.uname().nodename
+
+
 def _run_remote(job: Job) -> dict[str, Any]:
     from bench.runner import run_job
 
@@ -56,12 +64,46 @@ class RayExecutor:
                   "cluster that has them (--address or RAY_ADDRESS)."
             )
 
+    def check_shared_results(self, results_dir: str, force: bool = False) -> None:
+        """Every node must see the driver's results folder: workers write result files there.
+
+        (Workers never write to MLflow, so the tracking store needs to be reachable from the driver
+        only.) A task pinned to each alive node writes a probe file; the driver must find them all.
+        """
+        import uuid
+
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        if len(nodes) < 2 and not force:
+            return
+        probe_dir = os.path.join(results_dir, ".node-probes", uuid.uuid4().hex)
+        remote = ray.remote(_touch)
+        refs = {
+            remote.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                n["NodeID"], soft=False)).remote(os.path.join(probe_dir, n["NodeID"])): n for n in nodes
+        }
+        hosts = dict(zip(refs, ray.get(list(refs), timeout=120), strict=True))
+        unseen = [hosts[ref] for ref, node in refs.items()
+                  if not os.path.isfile(os.path.join(probe_dir, node["NodeID"]))]
+        import shutil
+
+        shutil.rmtree(os.path.dirname(probe_dir), ignore_errors=True)
+        if unseen:
+            raise ConfigError(
+                f"results_dir {results_dir} is not shared with Ray node(s) {', '.join(sorted(unseen))}: "
+                "their result files would never reach this driver. Put results_dir on a filesystem "
+                "every node mounts at the same path (NFS, a cluster share), e.g. --set results_dir=/shared/results."
+            )
+
     def run(self, jobs: list[Job], on_result: OnResult) -> None:
         if not jobs:
             return
         import ray
 
         self.check_resources(jobs, self._init())
+        self.check_shared_results(jobs[0].results_dir)
         remote = ray.remote(_run_remote)
         pending = {
             remote.options(num_cpus=job.cpus, num_gpus=job.gpus, max_retries=self.config.max_retries,
