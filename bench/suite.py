@@ -36,6 +36,16 @@ def make_executor(cfg: BenchConfig):
     return RayExecutor(cfg.executor, env)
 
 
+def _longest_first(jobs: list[Job]) -> list[Job]:
+    """Training jobs before the rest, so quick jobs fill the last idle workers (tables keep suite order)."""
+    from bench.registry import captioners
+
+    def quick(job: Job) -> bool:
+        return "train" not in job.phases or captioners.entry(job.model).paradigm == "reference"
+
+    return sorted(jobs, key=quick)  # stable: suite order within each group
+
+
 def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list[str] | None = None,
               echo=print) -> list[dict[str, Any]]:
     """Run a suite; returns the results of its jobs (skipped ones included). Writes summary files."""
@@ -70,7 +80,7 @@ def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list
         echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
 
     try:
-        make_executor(cfg).run(todo, on_result)
+        make_executor(cfg).run(_longest_first(todo), on_result)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
