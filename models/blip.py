@@ -27,6 +27,23 @@ BLIP's `pre_caption` (lower-cased, without .!"()*#:;~, at most 30 words) and cut
 replaced by [DEC]; the loss is cross-entropy with label smoothing 0.1 over the caption tokens and [SEP]
 only (never over the prompt or padding). Deviation: the logits are computed only at the positions that
 carry a target (the same loss, far less work on CPU).
+
+Error-propagation probes (bench/metrics/errprop.py; word positions are `errprop.words` positions):
+  - `continue_from` forces the given words (as word pieces, so a word may be several tokens) after
+    [DEC] + prompt and continues greedily under the same length limits as `caption` (the forced tokens
+    count towards them, so a forced caption has the budget of the caption it perturbs). Prefixes that
+    tokenise to different lengths are generated in separate groups (no padding: the decoder's absolute
+    positions would shift under left padding). The returned text is the forced words and their
+    continuation, prompt excluded; a leading repeat of the prompt is stripped only when nothing is
+    forced (otherwise the caption starts with the caller's words, not with anything the model said).
+  - `teacher_forced_words` runs [DEC] + prompt + caption through the decoder once (as in training) and
+    marks a word correct iff every word piece of it is the argmax prediction at its position. Pieces
+    are mapped to `errprop.words` words by character offsets, not by the tokenizer's `word_ids()`
+    (BERT's pre-tokenizer makes "man's" three words, `errprop.words` one); pieces outside any word
+    (punctuation, e.g. "," or "-") are not judged, and neither is [SEP].
+  Both probes share one limitation of word-level positions: a caption whose text does not re-tokenise
+  to the pieces the model generated ("man ' s", "red - ish" decoded from "man's", "red-ish") is forced
+  or scored as the re-tokenised pieces of its words.
 """
 
 from __future__ import annotations
@@ -43,6 +60,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.api import Captioner, CaptionerConfig
+from bench.metrics.errprop import WORD
 from models.imaging import augment
 from models.weights import bert_vocab_dir, load_pretrained
 
@@ -86,6 +104,38 @@ def strip_prompt(text: str, prompt: str) -> str:
     while head and [w.lower() for w in words[: len(head)]] == head:
         words = words[len(head):]
     return " ".join(words)
+
+
+def word_pieces(tokenizer: Any, caption: str) -> tuple[list[int], list[list[int]]]:
+    """The word-piece ids of `caption` (no special tokens) and, for each word of
+    `bench.metrics.errprop.words(caption)`, the indices of the pieces that spell it.
+
+    Pieces are matched to words by character offsets (a fast tokenizer's offset mapping) so that the
+    words are exactly `errprop.words`' words; a piece outside every word (punctuation) belongs to none,
+    and a word the tokenizer dropped entirely (control characters only) has no pieces.
+    """
+    text = caption.lower()  # errprop.words lower-cases first: match its spans on the same string
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans = [m.span() for m in WORD.finditer(text)]
+    pieces: list[list[int]] = [[] for _ in spans]
+    for t, (start, end) in enumerate(enc["offset_mapping"]):
+        for w, (w_start, w_end) in enumerate(spans):
+            if start < w_end and w_start < end:  # overlap: a piece may straddle words ("cafée" -> "cafee")
+                pieces[w].append(t)
+    return list(enc["input_ids"]), pieces
+
+
+def words_correct(hits: list[bool], pieces: list[list[int]]) -> list[bool]:
+    """Per word: are all its pieces hits? (A word without pieces cannot have been predicted.)"""
+    return [bool(p) and all(hits[t] for t in p) for p in pieces]
+
+
+def groups_by_length(rows: list[list[int]]) -> dict[int, list[int]]:
+    """Row indices grouped by row length: each group decodes as one unpadded batch."""
+    groups: dict[int, list[int]] = {}
+    for n, row in enumerate(rows):
+        groups.setdefault(len(row), []).append(n)
+    return groups
 
 
 class BlipCaptioner(Captioner):
@@ -233,6 +283,82 @@ class BlipCaptioner(Captioner):
         ids = self.generate_ids(pixel_values, **decoding)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return [strip_prompt(t, prompt) for t in texts]
+
+    # -- error-propagation probes -------------------------------------------------------------
+    @torch.no_grad()
+    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]],
+                      max_length: int | None = None, min_length: int | None = None,
+                      max_new_tokens: int | None = None, min_new_tokens: int | None = None,
+                      prompt: str | None = None, **unused: Any) -> list[str]:
+        """Greedy captions that start with the forced words `prefixes[i]` (one list per image).
+
+        Always greedy (any `num_beams` is ignored). Lengths mean what they mean in `caption`:
+        `max_length`/`min_length` count the whole decoder sequence, `max_new_tokens`/`min_new_tokens`
+        everything after the prompt, so the forced pieces use up part of the budget and a caption forced
+        with the first words of its own greedy caption comes out unchanged. A prefix at or over the
+        budget is returned as it is.
+        """
+        c = self.config
+        prompt = c.prompt if prompt is None else prompt
+        start = self._prefix(prompt)
+        forced = [self.tokenizer(" ".join(p), add_special_tokens=False)["input_ids"] for p in prefixes]
+        out: list[str] = [""] * len(forced)
+        self.module.eval()
+        for width, rows in groups_by_length(forced).items():
+            done = len(start) + width  # tokens already in the sequence when generation starts
+            lengths: dict[str, int] = {}
+            if max_new_tokens is not None:
+                lengths["max_new_tokens"] = max_new_tokens - width
+            else:
+                lengths["max_new_tokens"] = (c.max_length if max_length is None else max_length) - done
+            if min_new_tokens is not None:
+                lengths["min_new_tokens"] = max(0, min_new_tokens - width)
+            else:
+                lengths["min_length"] = c.min_length if min_length is None else min_length
+            if lengths["max_new_tokens"] <= 0:  # transformers refuses 0; nothing is left to generate
+                ids = torch.tensor([forced[n] for n in rows], dtype=torch.long).reshape(len(rows), width)
+            else:
+                # As in generate_ids: transformers' BLIP generate drops the last id, hence the [SEP].
+                input_ids = torch.tensor([[*start, *forced[n], self.sep_id] for n in rows],
+                                         device=pixel_values.device)
+                ids = self.module.generate(
+                    pixel_values=pixel_values[rows], input_ids=input_ids, num_beams=1, do_sample=False,
+                    **lengths,
+                )[:, len(start):]
+            for n, text in zip(rows, self.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
+                out[n] = " ".join(text.split()) if width else strip_prompt(text, prompt)
+        return out
+
+    @torch.no_grad()
+    def teacher_forced_words(self, pixel_values: torch.Tensor, captions: list[str],
+                             batch_size: int = 32) -> list[list[bool]]:
+        """Per `errprop.words` word of each caption: is every word piece of it the decoder's argmax given
+        the image, [DEC] + prompt and the true pieces before it (one forward pass, as in training)?
+
+        Batches of `batch_size` images bound the memory of a long call (the errprop phase passes all
+        its images at once).
+        """
+        start = self._prefix(None)
+        out: list[list[bool]] = []
+        m = self.module.eval()
+        for b in range(0, len(captions), batch_size):
+            encoded = [word_pieces(self.tokenizer, text) for text in captions[b: b + batch_size]]
+            rows = [[*start, *ids] for ids, _ in encoded]
+            width = max(len(r) for r in rows)
+            input_ids = torch.tensor([r + [self.pad_id] * (width - len(r)) for r in rows],
+                                     device=pixel_values.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=pixel_values.device)
+            image_embeds = m.vision_model(pixel_values=pixel_values[b: b + batch_size]).last_hidden_state
+            hidden = m.text_decoder.bert(input_ids=input_ids, attention_mask=mask,
+                                         encoder_hidden_states=image_embeds, is_decoder=True).last_hidden_state
+            # Position j predicts piece j + 1; only caption pieces are judged (the prompt is given).
+            targets, keep = input_ids[:, 1:], mask[:, 1:].bool()
+            keep[:, : len(start) - 1] = False
+            predicted = torch.full_like(targets, -1)
+            predicted[keep] = m.text_decoder.cls(hidden[:, :-1][keep]).argmax(-1)
+            hits = (predicted == targets)[:, len(start) - 1:].tolist()
+            out.extend(words_correct(h, pieces) for h, (_, pieces) in zip(hits, encoded, strict=True))
+        return out
 
     def decode_cost(self, num_beams: int | None = None, max_length: int | None = None,
                     max_new_tokens: int | None = None, prompt: str | None = None,

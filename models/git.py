@@ -26,6 +26,14 @@ reach. `max_length` (the whole sequence, [CLS] included) may be given instead, a
 Fine-tuning follows the repository's captioning training: [CLS] caption [SEP], at most 40 tokens,
 label-smoothed (0.1) cross-entropy over the caption tokens and [SEP]. Deviation: the logits are computed
 only at the positions that carry a target (same loss, far less work on CPU).
+
+Error-propagation probes (bench/metrics/errprop.py; word positions are `errprop.words` positions), as
+in models/blip.py with [CLS] in place of [DEC] + prompt: `continue_from` forces the words' word pieces
+after [CLS] and continues greedily under `caption`'s length limits (the forced pieces count towards
+them; prefixes of different piece lengths are generated in separate unpadded groups), returning forced
+words and continuation; `teacher_forced_words` runs [CLS] + caption once and marks a word correct iff
+each of its pieces is the argmax at its position (pieces mapped to words by character offsets;
+punctuation pieces and [SEP] are not judged).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.api import Captioner, CaptionerConfig
+from models.blip import groups_by_length, word_pieces, words_correct
 from models.imaging import augment
 from models.text import normalise_caption
 from models.weights import bert_vocab_dir, load_pretrained
@@ -194,6 +203,75 @@ class GitCaptioner(Captioner):
         length_penalty (defaults: `default_decoding()`)."""
         ids = self.generate_ids(pixel_values, **decoding)
         return [" ".join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+
+    # -- error-propagation probes -------------------------------------------------------------
+    @torch.no_grad()
+    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]],
+                      max_new_tokens: int | None = None, max_length: int | None = None,
+                      min_new_tokens: int | None = None, min_length: int | None = None,
+                      **unused: Any) -> list[str]:
+        """Greedy captions that start with the forced words `prefixes[i]` (one list per image).
+
+        Always greedy (`num_beams` and `length_penalty` are ignored). Lengths mean what they mean in
+        `caption`: `max_new_tokens`/`min_new_tokens` count everything after [CLS], `max_length`/
+        `min_length` the whole sequence, so the forced pieces use up part of the budget and a caption
+        forced with the first words of its own greedy caption comes out unchanged. A prefix at or over
+        the budget is returned as it is.
+        """
+        c = self.config
+        forced = [self.tokenizer(" ".join(p), add_special_tokens=False)["input_ids"] for p in prefixes]
+        out: list[str] = [""] * len(forced)
+        self.module.eval()
+        for width, rows in groups_by_length(forced).items():
+            lengths: dict[str, int] = {}
+            if max_new_tokens is None and max_length is not None:
+                lengths["max_new_tokens"] = max_length - 1 - width  # [CLS] and the forced pieces
+            else:
+                lengths["max_new_tokens"] = (c.max_new_tokens if max_new_tokens is None else max_new_tokens) - width
+            if min_new_tokens is None and min_length is not None:
+                lengths["min_length"] = min_length
+            else:
+                lengths["min_new_tokens"] = max(0, (c.min_new_tokens if min_new_tokens is None else min_new_tokens)
+                                                - width)
+            if lengths["max_new_tokens"] <= 0:  # transformers refuses 0; nothing is left to generate
+                ids = torch.tensor([forced[n] for n in rows], dtype=torch.long).reshape(len(rows), width)
+            else:
+                input_ids = torch.tensor([[self.bos_id, *forced[n]] for n in rows], device=pixel_values.device)
+                ids = self.module.generate(
+                    pixel_values=pixel_values[rows], input_ids=input_ids, num_beams=1, do_sample=False,
+                    bos_token_id=self.bos_id, eos_token_id=self.eos_id, pad_token_id=self.pad_id, **lengths,
+                )[:, 1:]
+            for n, text in zip(rows, self.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
+                out[n] = " ".join(text.split())  # as `caption`
+        return out
+
+    @torch.no_grad()
+    def teacher_forced_words(self, pixel_values: torch.Tensor, captions: list[str],
+                             batch_size: int = 32) -> list[list[bool]]:
+        """Per `errprop.words` word of each caption: is every word piece of it the decoder's argmax given
+        the image, [CLS] and the true pieces before it (one forward pass, as in training)?
+
+        Batches of `batch_size` images bound the memory of a long call (the errprop phase passes all
+        its images at once).
+        """
+        out: list[list[bool]] = []
+        m = self.module.eval()
+        for b in range(0, len(captions), batch_size):
+            encoded = [word_pieces(self.tokenizer, text) for text in captions[b: b + batch_size]]
+            rows = [[self.bos_id, *ids] for ids, _ in encoded]
+            width = max(len(r) for r in rows)
+            input_ids = torch.tensor([r + [self.pad_id] * (width - len(r)) for r in rows],
+                                     device=pixel_values.device)
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=pixel_values.device)
+            hidden = m.git(input_ids=input_ids, attention_mask=mask,
+                           pixel_values=pixel_values[b: b + batch_size]).last_hidden_state[:, -width:]
+            # Position j predicts piece j + 1 ([CLS] predicts the first caption piece).
+            targets, keep = input_ids[:, 1:], mask[:, 1:].bool()
+            predicted = torch.full_like(targets, -1)
+            predicted[keep] = m.output(hidden[:, :-1][keep]).argmax(-1)
+            hits = (predicted == targets).tolist()
+            out.extend(words_correct(h, pieces) for h, (_, pieces) in zip(hits, encoded, strict=True))
+        return out
 
     def decode_cost(self, num_beams: int | None = None, max_new_tokens: int | None = None,
                     max_length: int | None = None, num_tokens: float | None = None, **unused: Any) -> int:

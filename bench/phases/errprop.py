@@ -76,7 +76,8 @@ def errprop_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
         free = ep.free_running_hits(base, references)
         report["free_running"] = ep.position_accuracy(list(free.values()))
         if captioner.paradigm == "autoregressive":
-            _autoregressive_probes(captioner, pixels, ids, base, references, vocabulary, cfg, report)
+            _autoregressive_probes(captioner, pixels, ids, base, references, vocabulary, cfg, report,
+                                   _greedy(captioner, decoding))
         elif captioner.paradigm == "diffusion":
             _diffusion_probes(captioner, pixels, ids, base, references, vocabulary, cfg, decoding, report)
         else:
@@ -90,7 +91,8 @@ def _greedy(captioner, decoding: dict[str, Any]) -> dict[str, Any]:
     return {**decoding, "num_beams": 1} if captioner.paradigm == "autoregressive" else decoding
 
 
-def _autoregressive_probes(captioner, pixels, ids, base, references, vocabulary, cfg, report) -> None:
+def _autoregressive_probes(captioner, pixels, ids, base, references, vocabulary, cfg, report,
+                           decoding: dict[str, Any] | None = None) -> None:
     device = captioner.device
     aligned = [" ".join(ep.best_aligned(ep.words(base[i]), [ep.words(r) for r in references[i]])) for i in ids]
     try:
@@ -107,7 +109,8 @@ def _autoregressive_probes(captioner, pixels, ids, base, references, vocabulary,
                 break
             originals = [ep.words(base[ids[n]]) for n in chosen]
             prefixes = [w[:k] + [ep.wrong_word(w[k], vocabulary)] for w in originals]
-            injected = captioner.continue_from(pixels[chosen].to(device), prefixes)
+            # the same length budget as the greedy baseline, or continuation and baseline differ by it
+            injected = captioner.continue_from(pixels[chosen].to(device), prefixes, **(decoding or {}))
             changes = [ep.changes_after(o, ep.words(c), k) for o, c in zip(originals, injected, strict=True)]
             sub_refs = {ids[n]: references[ids[n]] for n in chosen}
             before = _cider({ids[n]: base[ids[n]] for n in chosen}, sub_refs)
