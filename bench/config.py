@@ -26,10 +26,35 @@ class _Strict(BaseModel):
 
 
 class Resources(_Strict):
-    """What one job asks of the executor (Ray schedules on these)."""
+    """What one job asks of the executor (Ray schedules on these): totals for the whole job.
 
-    cpus: float = Field(1.0, gt=0)
-    gpus: float = Field(0.0, ge=0)
+    A job with more than one worker trains data-parallel under Ray Train: `workers` processes, each
+    with `cpus / workers` CPUs and, when `gpus` > 0, one GPU of its own (so gpus = workers). A job
+    asking for more than one GPU gets one worker per GPU unless `workers` says otherwise. CPU-only
+    workers (gpus 0) use the gloo backend: the same path, testable without a GPU.
+    """
+
+    cpus: float = Field(1.0, gt=0, description="CPUs of the whole job (shared evenly by its workers)")
+    gpus: float = Field(0.0, ge=0, description="GPUs of the whole job (more than 1: one worker each)")
+    workers: int | None = Field(None, ge=1, description="data-parallel processes (None: one per GPU, "
+                                                        "or 1 with at most one GPU)")
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> Resources:
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise ValueError(f"gpus {self.gpus:g}: a job with more than one GPU runs one worker per GPU; "
+                             "accepted: a fraction up to 1, or a whole number")
+        if self.workers is not None and self.gpus > 0 and self.workers != max(1.0, self.gpus):
+            raise ValueError(f"workers {self.workers} with gpus {self.gpus:g}: each worker has one GPU of "
+                             f"its own; accepted: workers = gpus ({self.gpus:g}), or gpus: 0 for CPU workers")
+        return self
+
+    @property
+    def num_workers(self) -> int:
+        """The data-parallel worker count: `workers`, else one per GPU, else 1."""
+        if self.workers is not None:
+            return self.workers
+        return int(self.gpus) if self.gpus > 1 else 1
 
 
 class TrainConfig(_Strict):

@@ -40,6 +40,9 @@ class Job:
     gpus: float
     results_dir: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # Data-parallel processes (Ray Train) sharing `cpus` and `gpus`; not in the identity: 1 worker and
+    # N workers give the same result (bench/train.py), so a rerun with another count finds it.
+    workers: int = 1
 
     def identity(self) -> dict[str, Any]:
         """What determines the result: the hash input."""
@@ -87,7 +90,8 @@ def _job(cfg: BenchConfig, suite_name: str, suite: SuiteConfig, spec: ModelSpec,
         task_options=task_options, seed=seed, phases=tuple(spec.phases or suite.phases),
         overrides=dict(spec.overrides), train=train, eval=suite.eval.model_dump(), decoding=decoding,
         sweep=sweep, latency=suite.latency.model_dump(),
-        errprop=suite.errprop.model_dump(), cpus=resources.cpus, gpus=resources.gpus, results_dir=str(cfg.results_dir),
+        errprop=suite.errprop.model_dump(), cpus=resources.cpus, gpus=resources.gpus,
+        workers=resources.num_workers, results_dir=str(cfg.results_dir),
     )
 
 

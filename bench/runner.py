@@ -3,6 +3,9 @@
 Each phase's output is written atomically before the next starts, and a phase whose output exists is not
 redone, so a job that died after training resumes at captioning. Any exception becomes a failed
 result.json with the error and traceback; the caller's other jobs go on.
+
+A job with more than one worker runs its phases in Ray Train workers (bench/executors/ray_train.py):
+every rank runs `run_phases`, rank 0 alone writes files, scores, and measures latency and errprop.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class JobLog:
 
 
 def pick_device(job: Job) -> str:
+    """The device of a single-process job (a data-parallel worker gets its device from Ray Train)."""
     import torch
 
     if job.gpus > 0:
@@ -75,33 +79,51 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
+    if job.workers > 1:
+        from bench.executors.ray_train import run_data_parallel
+
+        return run_data_parallel(job, log)
+    out = run_phases(job, log, pick_device(job))
+    assert out is not None
+    return out
+
+
+def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, Any] | None:
+    """Build, train, evaluate: the outcome on rank 0 (or in a single process), None on other ranks.
+
+    In a data-parallel job every rank runs this with the same job; decisions that read shared files
+    (is there a trained model?) are rank 0's, broadcast, so all ranks take the same path.
+    """
     import torch
 
+    from bench import distributed
     from bench.registry import captioner_class, create_captioner, create_task
     from bench.train import seed_everything, train
 
-    threads = int(job.train.get("threads") or max(1, round(job.cpus)))
+    main = distributed.is_main()
+    threads = int(job.train.get("threads") or max(1, round(job.cpus / job.workers)))
     torch.set_num_threads(threads)
-    device = pick_device(job)
     seed_everything(job.seed)
-    task = create_task(job.task_class, **job.task_options)
-    train_samples = task.samples("train")
-    out: dict[str, Any] = {"device": device, "threads": threads,
+    with distributed.main_first():  # rank 0 generates or checks the data files before the others read
+        task = create_task(job.task_class, **job.task_options)
+        train_samples = task.samples("train")
+    out: dict[str, Any] = {"device": device, "threads": threads, "workers": distributed.world_size(),
                            "train_images_missing": len(task.missing("train"))}
     if out["train_images_missing"]:
         log(f"{out['train_images_missing']} train image(s) listed but missing: skipped")
 
     model_dir, train_file = job.dir / "model", job.dir / "train.json"
     cls = captioner_class(job.model)
-    if "train" in job.phases and train_file.is_file() and model_dir.is_dir():
+    if distributed.broadcast("train" in job.phases and train_file.is_file() and model_dir.is_dir()):
         log("trained model found; loading it")
         captioner = cls.load(model_dir).to(device)
-        out["train"] = read_json(train_file)
+        out["train"] = read_json(train_file) if main else {}
     else:
         captioner = create_captioner(job.model, **job.overrides).to(device)
         log(f"prepare on {len(train_samples)} training images")
         prepared = time.time()
-        captioner.prepare(train_samples)
+        with distributed.main_first():  # prepare may download weights or fill a cache
+            captioner.prepare(train_samples)
         captioner.to(device)  # prepare may build the network
         report: dict[str, Any] = {"prepare_seconds": time.time() - prepared}
         if "train" in job.phases and captioner.trainable:
@@ -110,7 +132,7 @@ def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
             cfg = TrainConfig.model_validate(job.train)
             log(f"train: {cfg.epochs} epoch(s), batch {cfg.batch_size}, lr {cfg.lr}, {device}")
             report.update(train(captioner, train_samples, cfg, job.dir / "train_state", job.seed, log).to_dict())
-        if "train" in job.phases:
+        if "train" in job.phases and main:
             captioner.save(model_dir)
             write_json(train_file, report)
             shutil.rmtree(job.dir / "train_state", ignore_errors=True)  # the saved model supersedes it
@@ -123,6 +145,8 @@ def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
         from bench.phases.evaluate import eval_phase
 
         out["metrics"] = eval_phase(job, task, captioner, log)
+    if not main:
+        return None  # the other ranks helped train and caption; rank 0 measures the rest alone
     if "latency" in job.phases:
         from bench.phases.latency import latency_phase
 

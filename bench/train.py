@@ -8,6 +8,19 @@ minutes (whichever ends first).
 Resume granularity is the epoch: a job killed mid-epoch restarts that epoch from the last checkpoint,
 with the same data order (the shuffle of epoch e is seeded by (seed, e)), so an interrupted and an
 uninterrupted run see the same batches.
+
+Data parallel: when a torch.distributed process group is up (a Ray Train job, bench/executors/
+ray_train.py), every rank draws the same seeded order and takes every N-th item of each global batch,
+so N ranks together see exactly the batches one process sees. Each rank weights its shard's mean loss
+by its share of the global batch, and the gradients are summed over the ranks before every optimizer
+step: the update is the one-process update up to float rounding. The share is counted in the units
+the loss averages over: `captioner.loss_weight(batch)` if the captioner has it (token-mean losses:
+the number of target tokens), else the number of samples. Rank 0 alone writes checkpoints; every
+rank resumes from them. Why not torch's DistributedDataParallel wrapper: captioners call their own
+module inside `training_loss`, so a wrapper cannot be slotted in generically; parameters the loss does
+not reach (ViT's pooler) would need `find_unused_parameters`; and an explicit all-reduce makes gradient
+accumulation, uneven shards and an unreadable shard exact in one place. The cost is no overlap of
+communication with the backward pass.
 """
 
 from __future__ import annotations
@@ -24,8 +37,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from bench import distributed
 from bench.api import Captioner, Sample
 from bench.config import TrainConfig
 
@@ -83,6 +97,73 @@ class _Collate:
         return batch, len(items) - len(good)
 
 
+class GlobalBatches(Sampler[list[int]]):
+    """The batches of one seeded permutation; on rank r of N, items r, r+N, ... of each batch.
+
+    Every rank draws the same permutation from the same generator, so the ranks' shards of batch b
+    are a partition of one process's batch b. With N = 1 this is DataLoader's shuffle exactly (one
+    `randperm` from the generator, cut into batches). A shard may be empty (a last batch smaller
+    than N): the rank then still takes part in the step.
+    """
+
+    def __init__(self, size: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1):
+        self.size, self.batch_size, self.generator = size, batch_size, generator
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=self.generator).tolist()
+        for start in range(0, self.size, self.batch_size):
+            yield order[start:start + self.batch_size][self.rank::self.world]
+
+
+@dataclass
+class _Step:
+    """One global batch as every rank sees it after combining the shards."""
+
+    loss: float  # the global batch's loss (mean in the loss's own units)
+    scale: float  # this rank's weight in the global loss (1 in one process)
+    samples: int  # pairs trained on, all ranks
+    skipped: int  # unreadable pairs, all ranks
+    over_time: bool  # rank 0's clock says the minutes budget is spent
+
+
+def _combine(captioner: Captioner, batch: dict[str, Any] | None, loss: torch.Tensor | None, skipped: int,
+             over_time: bool, device: torch.device) -> _Step:
+    """Combine the ranks' shards of a batch with one all-reduce (none in one process)."""
+    samples = len(next(iter(batch.values()))) if batch is not None else 0
+    if not distributed.active():
+        return _Step(loss.item() if loss is not None else 0.0, 1.0, samples, skipped, over_time)
+    weigh = getattr(captioner, "loss_weight", None)
+    weight = 0.0 if batch is None else float(weigh(batch) if weigh else samples)
+    local = 0.0 if loss is None else weight * loss.item()
+    stats = torch.tensor([weight, local, samples, skipped, float(over_time and distributed.is_main())],
+                         dtype=torch.float64, device=device)
+    total, loss_sum, n, bad, late = distributed.all_reduce_sum(stats).tolist()
+    return _Step(loss_sum / total if total else 0.0, weight / total if total else 0.0, int(n), int(bad),
+                 late > 0)
+
+
+def _all_reduce_gradients(params: list[torch.nn.Parameter], device: torch.device) -> None:
+    """Sum the gradients over the ranks (each rank's loss is already weighted by its share).
+
+    A parameter with no gradient on any rank keeps none (AdamW then skips it, as in one process); one
+    with a gradient somewhere gets zeros where it has none (a rank whose shard was unreadable).
+    """
+    import torch.distributed as dist
+
+    has = distributed.all_reduce_sum(
+        torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)).tolist()
+    for p, some in zip(params, has, strict=True):
+        if some and p.grad is None:
+            p.grad = torch.zeros_like(p)
+    works = [dist.all_reduce(p.grad, async_op=True) for p in params if p.grad is not None]
+    for work in works:
+        work.wait()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -133,10 +214,12 @@ def train(
 ) -> TrainReport:
     """Train `captioner.module` on the (image, caption) pairs of `samples`; resumable from `workdir`.
 
-    `captioner.prepare(samples)` must have run (it builds tokenizers and the network).
+    `captioner.prepare(samples)` must have run (it builds tokenizers and the network). Inside a process
+    group, every rank calls this with the same arguments; counts and losses in the report are global.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     device = captioner.device
+    rank, world = distributed.rank(), distributed.world_size()
     seed_everything(seed)
     dataset = CaptionPairs(captioner, samples, cfg.captions_per_image)
     if len(dataset) == 0:
@@ -152,7 +235,7 @@ def train(
 
     report = TrainReport(0, 0, 0.0, 0)
     ckpt_path = workdir / CHECKPOINT
-    if ckpt_path.is_file():
+    if distributed.broadcast(ckpt_path.is_file()):  # rank 0 decides: every rank resumes, or none
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
@@ -160,15 +243,17 @@ def train(
         report = TrainReport(**state["report"])
         report.resumed_from_epoch = report.epochs_done
         log(f"resuming from epoch {report.epochs_done} ({ckpt_path})")
+    distributed.broadcast_module(module)  # identical start on every rank, whatever each initialised
 
     max_epochs = math.ceil(cfg.epochs) if cfg.epochs else sys.maxsize
     deadline = time.monotonic() + cfg.minutes * 60 - report.seconds if cfg.minutes else None
-    interactive = sys.stderr.isatty()
+    interactive = sys.stderr.isatty() and rank == 0
     module.train()
     while report.epochs_done < max_epochs and report.stopped_by != "minutes":
         epoch = report.epochs_done
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+        batches = GlobalBatches(len(dataset), cfg.batch_size, generator, rank, world)
+        loader = DataLoader(dataset, batch_sampler=batches, generator=generator,
                             num_workers=cfg.num_workers, collate_fn=_Collate(captioner),
                             persistent_workers=False, pin_memory=device.type == "cuda")
         # A fractional epoch budget (e.g. 2.5) trains the last epoch partially.
@@ -180,17 +265,24 @@ def train(
         for b, (batch, skipped) in enumerate(loader):
             if b >= limit:
                 break
-            report.skipped_pairs += skipped
-            if batch is None:
+            loss = None
+            if batch is not None:
+                batch = _move(batch, device)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss = captioner.training_loss(batch)
+            step = _combine(captioner, batch, loss, skipped, deadline is not None and time.monotonic() > deadline,
+                            device)
+            report.skipped_pairs += step.skipped
+            if step.samples == 0:  # the whole batch was unreadable, on every rank
                 continue
-            batch = _move(batch, device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = captioner.training_loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch + 1}, batch {b}")
-            scaled = loss / cfg.grad_accum
-            (scaler.scale(scaled) if scaler else scaled).backward()
+            if not math.isfinite(step.loss):
+                raise FloatingPointError(f"non-finite loss {step.loss} at epoch {epoch + 1}, batch {b}")
+            if loss is not None:
+                scaled = loss * step.scale / cfg.grad_accum
+                (scaler.scale(scaled) if scaler else scaled).backward()
             if (b + 1) % cfg.grad_accum == 0 or b + 1 == limit:
+                if world > 1:
+                    _all_reduce_gradients(params, device)
                 if scaler:
                     scaler.unscale_(optimizer)
                 if cfg.max_grad_norm:
@@ -203,9 +295,9 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
                 report.steps += 1
-            loss_sum += loss.item()
+            loss_sum += step.loss
             loss_n += 1
-            report.samples_seen += len(next(iter(batch.values())))
+            report.samples_seen += step.samples
             now = time.monotonic()
             eta = (now - started) / (b + 1) * (limit - b - 1)
             if bar is not None:
@@ -214,7 +306,7 @@ def train(
             elif now - last_log > 30:
                 log(f"epoch {epoch + 1} batch {b + 1}/{limit} loss {loss_sum / loss_n:.4f} eta {eta:.0f}s")
                 last_log = now
-            if deadline is not None and now > deadline:
+            if step.over_time:
                 report.stopped_by = "minutes"
                 break
         if bar is not None:
@@ -224,8 +316,10 @@ def train(
         report.epoch_losses.append(loss_sum / max(1, loss_n))
         log(f"epoch {report.epochs_done}: loss {report.epoch_losses[-1]:.4f} "
             f"({time.monotonic() - started:.0f}s)")
-        _atomic_save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "report": report.to_dict()}, ckpt_path)
+        distributed.broadcast_module(module, buffers_only=True)  # running statistics: rank 0's everywhere
+        if rank == 0:
+            _atomic_save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "report": report.to_dict()}, ckpt_path)
     module.eval()
     return report
 

@@ -80,6 +80,11 @@ class VitGpt2Captioner(ScratchCaptioner):
         return self.module(pixel_values=batch["pixel_values"], labels=labels,
                            decoder_attention_mask=mask).loss
 
+    def loss_weight(self, batch: dict[str, torch.Tensor]) -> int:
+        """The number of target tokens `training_loss` averages over, so that data-parallel shards of a
+        batch combine into exactly the batch's loss (bench/train.py)."""
+        return int((batch["input_ids"][:, 1:] != PAD).sum())
+
     def default_decoding(self) -> dict[str, Any]:
         return {"num_beams": self.config.num_beams, "max_new_tokens": self.config.max_new_tokens}
 

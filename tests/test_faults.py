@@ -74,21 +74,23 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_scores(write_config,
 
 
 def test_sigint_keeps_completed_results_and_a_rerun_finishes_the_rest(write_config):
-    path = write_config(TRAINING.format(executor="local", models="constant, vit-gpt2-tiny").replace(
-        "epochs: 4", "epochs: 50"))
+    path = write_config(TRAINING.format(
+        executor="local",
+        models="{name: vit-gpt2-tiny, label: quick, train: {epochs: 1}}, "
+               "{name: vit-gpt2-tiny, label: slow, train: {epochs: 50}}"))
     cfg = load_config(path)
     command = [sys.executable, "-m", "bench.cli", "run", "--suite", "mini", "--config", str(path)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     suite_dir = cfg.results_dir / "mini"
-    _wait_for(lambda: any(suite_dir.glob("vit-gpt2-tiny*/train_state/checkpoint.pt")), timeout=180)
+    _wait_for(lambda: any(suite_dir.glob("slow*/train_state/checkpoint.pt")), timeout=180)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     statuses = {json.loads(p.read_text())["label"]: json.loads(p.read_text())["status"]
                 for p in suite_dir.glob("*/result.json")}
-    assert statuses == {"constant": "ok", "vit-gpt2-tiny": "interrupted"}
-    assert "constant" in (suite_dir / "summary.csv").read_text()
+    assert statuses == {"quick": "ok", "slow": "interrupted"}
+    assert "quick" in (suite_dir / "summary.csv").read_text()
 
     messages = []
-    run_suite(cfg, "mini", only=["constant"], echo=messages.append)
+    run_suite(cfg, "mini", only=["quick"], echo=messages.append)
     assert "1 already finished, 0 to run" in messages[0]

@@ -5,12 +5,17 @@ scheduled, every job's request is checked against the cluster's total resources:
 wait forever, silently, for a GPU that no node has. A worker that dies is retried up to
 `max_retries` times (the job resumes from its last checkpoint); a job that raises is not retried: it
 returns a failed result, and the other jobs go on.
+
+A job with more than one worker (data parallel) is one Ray task that asks for nothing itself: it starts
+a Ray Train run (bench/executors/ray_train.py) whose workers hold the job's CPUs and GPUs, so the
+task does not sit on resources its own workers wait for. Ray Train retries those workers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from typing import Any
 
 from bench.config import ConfigError, ExecutorConfig
@@ -49,19 +54,34 @@ class RayExecutor:
             )
         return ray.cluster_resources()
 
-    def check_resources(self, jobs: list[Job], total: dict[str, float]) -> None:
+    def check_resources(self, jobs: list[Job], total: dict[str, float],
+                        nodes: list[dict[str, float]] | None = None) -> None:
+        """Every job's totals must fit the cluster, and each of its processes one node.
+
+        A job's process is the job itself, or one of its data-parallel workers (cpus / workers CPUs,
+        one GPU each when the job has GPUs). `nodes`: each alive node's resources (None: not checked).
+        """
         problems = []
         for job in jobs:
             for name, asked in (("GPU", job.gpus), ("CPU", job.cpus)):
                 if asked > total.get(name, 0):
                     problems.append(f"  {job.label} on {job.task}: asks for {asked:g} {name}(s), "
                                     f"the cluster has {total.get(name, 0):g}")
+            if problems or not nodes:
+                continue
+            share = {"CPU": job.cpus / job.workers, "GPU": job.gpus / job.workers}
+            if not any(all(node.get(k, 0) >= v for k, v in share.items()) for node in nodes):
+                largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)))
+                who = f"each of its {job.workers} workers" if job.workers > 1 else "it"
+                problems.append(f"  {job.label} on {job.task}: {who} needs {share['CPU']:g} CPU(s) and "
+                                f"{share['GPU']:g} GPU(s) on one node; the largest node has "
+                                f"{largest.get('CPU', 0):g} CPU(s), {largest.get('GPU', 0):g} GPU(s)")
         if problems:
             raise ConfigError(
                 "jobs ask for more than the Ray cluster has (Ray would wait for them forever):\n"
                 + "\n".join(problems)
-                + "\n  Lower resources.gpus / resources.cpus in bench.yaml (or --set), or connect to a "
-                  "cluster that has them (--address or RAY_ADDRESS)."
+                + "\n  Lower resources.gpus / resources.cpus / resources.workers in bench.yaml (or --set), "
+                  "or connect to a cluster that has them (--address or RAY_ADDRESS)."
             )
 
     def check_shared_results(self, results_dir: str, force: bool = False) -> None:
@@ -102,14 +122,21 @@ class RayExecutor:
             return
         import ray
 
-        self.check_resources(jobs, self._init())
+        total = self._init()
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        self.check_resources(jobs, total, nodes)
         self.check_shared_results(jobs[0].results_dir)
         remote = ray.remote(_run_remote)
-        pending = {
-            remote.options(num_cpus=job.cpus, num_gpus=job.gpus, max_retries=self.config.max_retries,
-                           retry_exceptions=False, name=job.job_id).remote(job): job
-            for job in jobs
-        }
+        pending = {}
+        for job in jobs:
+            if job.workers > 1:  # its Ray Train workers hold the resources and are retried by Ray Train
+                job = replace(job, extra={**job.extra, "max_retries": self.config.max_retries})
+                options = {"num_cpus": 0, "num_gpus": 0}
+            else:
+                options = {"num_cpus": job.cpus, "num_gpus": job.gpus}
+            ref = remote.options(**options, max_retries=self.config.max_retries, retry_exceptions=False,
+                                 name=job.job_id).remote(job)
+            pending[ref] = job
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

@@ -1,4 +1,9 @@
-"""The eval phase: caption a split, score it in one call, and sweep decoding knobs if asked."""
+"""The eval phase: caption a split, score it in one call, and sweep decoding knobs if asked.
+
+In a data-parallel job every rank runs this: each captions its shard of the split (every N-th image),
+the shards are gathered, and rank 0 alone scores the whole split in one call (CIDEr's document
+frequencies depend on the whole set: per-shard scores are never averaged) and writes the files.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from bench import distributed
 from bench.plan import Job
 from bench.results import read_json, write_json
 
@@ -13,41 +19,57 @@ SWEEP_METRICS = ("BLEU-4", "ROUGE-L", "CIDEr")
 
 
 def eval_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[str, Any]:
-    from bench.metrics.quality import score_captions
-
+    """Caption and score the eval split; the metrics row on rank 0, {} on the other ranks."""
     split = job.eval["split"]
     decoding = {**captioner.default_decoding(), **job.decoding}
-    scores_file, captions_file = job.dir / "scores.json", job.dir / "captions.json"
+    scores_file = job.dir / "scores.json"
     samples = task.samples(split)
     references = task.references(split)
-    if scores_file.is_file():
-        scores = read_json(scores_file)
+    main = distributed.is_main()
+    scores: dict[str, Any] = {}
+    if distributed.broadcast(scores_file.is_file()):  # rank 0 decides, so every rank takes one path
+        if main:
+            scores = read_json(scores_file)
         log("scores found; not captioning again")
     else:
         log(f"caption {len(samples)} {split} images with {decoding}")
-        captions, skipped, seconds = caption_split(captioner, samples, decoding, job.eval, log)
-        write_json(captions_file, [{"image_id": i, "caption": c} for i, c in captions.items()])
-        quality = score_captions(captions, references)
-        missing = task.missing(split)
-        scores = {
-            "intervals": _intervals(quality, job),
-            "split": split, "decoding": decoding, "corpus": quality.corpus, "per_image": quality.per_image,
-            "unavailable": quality.unavailable, "images_scored": len(captions),
-            "images_unreadable": skipped, "images_missing": missing, "caption_seconds": seconds,
-            "decode_cost": captioner.decode_cost(**decoding),
-        }
-        write_json(scores_file, scores)
-        log("scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in quality.corpus.items()))
-        if skipped or missing:
-            log(f"skipped {len(skipped)} unreadable and {len(missing)} missing {split} image(s)")
+        captions, skipped, seconds = caption_shards(captioner, samples, decoding, job.eval, log)
+        if main:
+            scores = _score_split(job, task, captioner, captions, references, skipped, seconds, decoding, log)
     if job.sweep:
         _sweep(job, captioner, samples, references, decoding, log)
+    if not main:
+        return {}
     bounds = {f"{m}_ci_{side}": iv[side] for m, iv in scores.get("intervals", {}).items() for side in ("low", "high")}
     return {
         **scores["corpus"], **bounds, "images_scored": scores["images_scored"],
         "images_skipped": len(scores["images_unreadable"]) + len(scores["images_missing"]),
         "caption_seconds": scores["caption_seconds"], "decode_cost": scores["decode_cost"],
     }
+
+
+def _score_split(job: Job, task, captioner, captions: dict[str, str], references: dict[str, list[str]],
+                 skipped: list[str], seconds: float, decoding: dict[str, Any],
+                 log: Callable[[str], None]) -> dict[str, Any]:
+    """Score every caption of the split in one call; write captions.json and scores.json."""
+    from bench.metrics.quality import score_captions
+
+    split = job.eval["split"]
+    write_json(job.dir / "captions.json", [{"image_id": i, "caption": c} for i, c in captions.items()])
+    quality = score_captions(captions, references)
+    missing = task.missing(split)
+    scores = {
+        "intervals": _intervals(quality, job),
+        "split": split, "decoding": decoding, "corpus": quality.corpus, "per_image": quality.per_image,
+        "unavailable": quality.unavailable, "images_scored": len(captions),
+        "images_unreadable": skipped, "images_missing": missing, "caption_seconds": seconds,
+        "decode_cost": captioner.decode_cost(**decoding),
+    }
+    write_json(job.dir / "scores.json", scores)
+    log("scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in quality.corpus.items()))
+    if skipped or missing:
+        log(f"skipped {len(skipped)} unreadable and {len(missing)} missing {split} image(s)")
+    return scores
 
 
 def _intervals(quality, job: Job) -> dict[str, Any]:
@@ -68,14 +90,17 @@ def _sweep(job: Job, captioner, samples, references, decoding, log) -> None:
     from bench.metrics.quality import score_captions
 
     path = job.dir / "sweep.json"
-    rows = read_json(path) if path.is_file() else []
+    main = distributed.is_main()
+    rows = distributed.broadcast(read_json(path) if main and path.is_file() else [])
     done = {(r["knob"], str(r["value"])) for r in rows}
     for knob, values in job.sweep.items():
         for value in values:
             if (knob, str(value)) in done:
                 continue
             setting = {**decoding, knob: value}
-            captions, _, seconds = caption_split(captioner, samples, setting, job.eval, log)
+            captions, _, seconds = caption_shards(captioner, samples, setting, job.eval, log)
+            if not main:
+                continue
             quality = score_captions(captions, references, metrics=SWEEP_METRICS)
             rows.append({"knob": knob, "value": value, "decoding": setting, "corpus": quality.corpus,
                          "caption_seconds": seconds, "images": len(captions),
@@ -126,3 +151,21 @@ def caption_split(captioner, samples: Sequence, decoding: dict[str, Any], eval_c
             for (i, _), text in zip(good, captioner.caption(pixels, **decoding), strict=True):
                 captions[samples[i].image_id] = text
     return captions, unreadable, time.time() - started
+
+
+def caption_shards(captioner, samples: Sequence, decoding: dict[str, Any], eval_cfg: dict[str, Any],
+                   log: Callable[[str], None]) -> tuple[dict[str, str], list[str], float]:
+    """`caption_split` of the whole split, each rank captioning every N-th image; every rank gets the union.
+
+    The union is put back in split order, so captions.json reads the same for any number of ranks;
+    the seconds are the slowest shard's (the wall time of the parallel captioning). One process:
+    `caption_split` itself.
+    """
+    if not distributed.active():
+        return caption_split(captioner, samples, decoding, eval_cfg, log)
+    shard = list(samples)[distributed.rank()::distributed.world_size()]
+    parts = distributed.all_gather(caption_split(captioner, shard, decoding, eval_cfg, log))
+    captions = {k: v for part in parts for k, v in part[0].items()}
+    unreadable = {i for part in parts for i in part[1]}
+    ordered = {s.image_id: captions[s.image_id] for s in samples if s.image_id in captions}
+    return ordered, [s.image_id for s in samples if s.image_id in unreadable], max(p[2] for p in parts)
