@@ -49,7 +49,7 @@ def test_timesteps_are_strided_from_t_minus_one():
     for steps in (2, 10, 30, 34, 1000):
         levels = diffusion.timesteps(steps)
         assert len(levels) == steps and levels[0] == 999 and levels[-1] >= 0
-        assert all(a > b for a, b in zip(levels, levels[1:]))
+        assert all(a > b for a, b in zip(levels, levels[1:], strict=False))
 
 
 class CountingDenoiser:

