@@ -18,7 +18,7 @@ RUNNABLE = [n for n in captioners.names() if n.endswith("-tiny") or captioners.e
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_captioner_contract(name, tiny_shapes, tmp_path):
     torch.manual_seed(0)
-    model = create_captioner(name)
+    model = create_captioner(name).to("cpu")  # as the runner does: before prepare builds anything
     assert model.paradigm in ("autoregressive", "diffusion", "reference")
     train_samples = tiny_shapes.samples("train")[:16]
     model.prepare(train_samples)

@@ -126,6 +126,9 @@ class LaDiCCaptioner(Captioner):
             self.network, self.codec, self.arch = build(self.config, captions, log.warning)
         return self
 
+    def module_ready(self) -> bool:
+        return self.network is not None
+
     @property
     def module(self) -> LaDiCNetwork:
         if self.network is None:
