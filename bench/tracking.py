@@ -22,17 +22,6 @@ ARTIFACTS = ("job.json", "result.json", "train.json", "captions.json", "scores.j
 class Tracker(Protocol):
     def start(self, suite: str, params: dict[str, Any]) -> None: ...
     def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> None: ...
-    @staticmethod
-    def _system_metrics(path: Path) -> list:
-        from mlflow.entities import Metric
-
-        if not path.is_file():
-            return []
-        out = []
-        for step, row in enumerate(json.loads(path.read_text())):
-            out += [Metric(f"system/{k}", float(v), 0, step) for k, v in row.items() if k != "t"]
-        return out
-
     def log_artifact(self, path: Path) -> None: ...
     def finish(self, status: str) -> None: ...
 
@@ -45,17 +34,6 @@ class NullTracker:
 
     def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> None:
         pass
-
-    @staticmethod
-    def _system_metrics(path: Path) -> list:
-        from mlflow.entities import Metric
-
-        if not path.is_file():
-            return []
-        out = []
-        for step, row in enumerate(json.loads(path.read_text())):
-            out += [Metric(f"system/{k}", float(v), 0, step) for k, v in row.items() if k != "t"]
-        return out
 
     def log_artifact(self, path: Path) -> None:
         pass

@@ -48,8 +48,6 @@ Error-propagation probes (bench/metrics/errprop.py; word positions are `errprop.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +60,12 @@ from PIL import Image
 from bench.api import Captioner, CaptionerConfig
 from bench.metrics.errprop import WORD
 from models.imaging import augment
-from models.weights import bert_vocab_dir, load_pretrained
-
-CONFIG_FILE = "bench_captioner.json"
+from models.weights import (
+    bert_vocab_dir,
+    load_pretrained,
+    load_pretrained_captioner,
+    save_pretrained_captioner,
+)
 
 
 @dataclass
@@ -381,26 +382,15 @@ class BlipCaptioner(Captioner):
     # -- persistence --------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         """A save_pretrained directory (model + processor), usable as `weights`, plus this config."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.module.save_pretrained(directory)
-        self.processor.save_pretrained(directory)
-        (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=1))
+        save_pretrained_captioner(self.module, self.processor, self.config, directory)
 
     @classmethod
     def load(cls, directory: Path) -> BlipCaptioner:
         """Restore a `save` directory (or any BLIP save_pretrained directory, with blip-base's settings)."""
-        from transformers import AutoProcessor, BlipForConditionalGeneration
+        from transformers import BlipForConditionalGeneration
 
-        directory = Path(directory)
-        config = cls.variant_config("blip-base", weights=str(directory))
-        if (directory / CONFIG_FILE).is_file():
-            names = {f.name for f in dataclasses.fields(cls.config_class)}
-            raw = json.loads((directory / CONFIG_FILE).read_text())
-            config = cls.config_class(**{k: v for k, v in raw.items() if k in names})
-        module = load_pretrained(BlipForConditionalGeneration.from_pretrained, str(directory), "blip-tiny",
-                                 dtype=torch.float32)
-        processor = load_pretrained(AutoProcessor.from_pretrained, str(directory), "blip-tiny")
+        config, module, processor = load_pretrained_captioner(
+            cls, directory, "blip-base", BlipForConditionalGeneration.from_pretrained, "blip-tiny")
         return cls(config, module=module, processor=processor)
 
 

@@ -38,8 +38,6 @@ punctuation pieces and [SEP] are not judged).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +50,12 @@ from bench.api import Captioner, CaptionerConfig
 from models.blip import groups_by_length, word_pieces, words_correct
 from models.imaging import augment
 from models.text import normalise_caption
-from models.weights import bert_vocab_dir, load_pretrained
-
-CONFIG_FILE = "bench_captioner.json"
+from models.weights import (
+    bert_vocab_dir,
+    load_pretrained,
+    load_pretrained_captioner,
+    save_pretrained_captioner,
+)
 
 
 @dataclass
@@ -292,25 +293,15 @@ class GitCaptioner(Captioner):
     # -- persistence --------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         """A save_pretrained directory (model + processor), usable as `weights`, plus this config."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.module.save_pretrained(directory)
-        self.processor.save_pretrained(directory)
-        (directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=1))
+        save_pretrained_captioner(self.module, self.processor, self.config, directory)
 
     @classmethod
     def load(cls, directory: Path) -> GitCaptioner:
         """Restore a `save` directory (or any GIT save_pretrained directory, with git-base's settings)."""
-        from transformers import AutoProcessor, GitForCausalLM
+        from transformers import GitForCausalLM
 
-        directory = Path(directory)
-        config = cls.variant_config("git-base", weights=str(directory))
-        if (directory / CONFIG_FILE).is_file():
-            names = {f.name for f in dataclasses.fields(cls.config_class)}
-            raw = json.loads((directory / CONFIG_FILE).read_text())
-            config = cls.config_class(**{k: v for k, v in raw.items() if k in names})
-        module = load_pretrained(GitForCausalLM.from_pretrained, str(directory), "git-tiny", dtype=torch.float32)
-        processor = load_pretrained(AutoProcessor.from_pretrained, str(directory), "git-tiny")
+        config, module, processor = load_pretrained_captioner(
+            cls, directory, "git-base", GitForCausalLM.from_pretrained, "git-tiny")
         return cls(config, module=module, processor=processor)
 
 

