@@ -25,10 +25,12 @@ def test_ray_runs_jobs_in_parallel_workers(write_config, ray_local):
           mini:
             tasks: [shapes]
             resources: {cpus: 1}
-            models: [constant, nearest-neighbour]
+            models: [constant, nearest-neighbour, {name: constant, label: broken, overrides: {no_such: 1}}]
         """)
     results = run_suite(load_config(path), "mini", echo=lambda _: None)
-    assert [r["status"] for r in results] == ["ok", "ok"]
+    assert [r["status"] for r in results] == ["ok", "ok", "failed"]  # a raising job is a row, not a crash
+    assert "no_such" in results[2]["error"] and "Traceback" in results[2]["traceback"]
+    results = results[:2]
     import os
 
     assert all(r["host"] == os.uname().nodename for r in results)
