@@ -13,14 +13,78 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
-Paradigm = Literal["autoregressive", "diffusion", "reference"]
+#: A captioner's paradigm is a free label it declares (e.g. "autoregressive", "diffusion",
+#: "reference"); the harness never branches on it: it reads the knobs and probes below instead.
+Paradigm = str
 SPLITS = ("train", "val", "test")
+
+#: The probes a captioner may implement (declared in `Captioner.probes`); the phases use what is there.
+PROBE_RAW = "raw"  # caption_raw: output before any de-duplication post-processing
+PROBE_INJECTION = "injection"  # caption_with_injection: a wrong word put in part-way, generation goes on
+PROBE_TEACHER_FORCING = "teacher_forcing"  # teacher_forced_words: per-word argmax hits given true words
+PROBE_SAMPLING = "sampling"  # sample_captions: k captions per image by each of `sampling_methods`
+PROBE_FORCED_LENGTH = "forced_length"  # forced_length_decoding: every caption exactly N tokens
+PROBES = (PROBE_RAW, PROBE_INJECTION, PROBE_TEACHER_FORCING, PROBE_SAMPLING, PROBE_FORCED_LENGTH)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One decoding knob a captioner declares (timm keeps metadata beside the model; so do we).
+
+    The harness reads these: config validation (`decoding:` keys and values), the eval sweep's default
+    grid, the latency phase's sweeps (knobs with `cost=True`), and the labels of tables and figures.
+    """
+
+    name: str
+    type: type  # int | float | bool | str
+    default: Any
+    sweep: tuple[Any, ...] = ()  # values swept for quality-vs-cost curves (latency, eval sweeps)
+    cost: bool = False  # changes the decoding cost (steps, beams): swept by the latency phase
+    label: str = ""  # axis label in figures (default: the name)
+    help: str = ""
+    choices: tuple[Any, ...] = ()  # accepted values when the knob is categorical
+
+    def check(self, value: Any, where: str = "decoding") -> Any:
+        """`value` converted to the knob's type; a ValueError naming the knob and what is accepted."""
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{where}.{self.name}: {value!r} is not accepted; accepted: "
+                             f"{', '.join(map(repr, self.choices))}")
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+        elif self.type is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif self.type is float:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        elif isinstance(value, self.type):
+            return value
+        raise ValueError(f"{where}.{self.name}: expected {self.type.__name__}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """What a report says about a registered variant besides its paradigm."""
+
+    pretraining: str = "none"  # data seen before this benchmark's own training ("none": random init)
+    description: str = ""
+    parameters: str = ""  # the approximate size when known without building it, e.g. "312M trainable"
+
+
+@dataclass
+class Generation:
+    """Captions with what producing them actually cost (per caption, as run, not an upper bound)."""
+
+    captions: list[str]
+    network_evals: list[int] | None = None  # network forward passes per caption
+    tokens: list[int] | None = None  # tokens generated per caption
 
 
 @dataclass(frozen=True)
@@ -129,12 +193,62 @@ class Captioner(ABC):
     config_class: ClassVar[type[CaptionerConfig]] = CaptionerConfig
     #: registered variant name -> its config. The registry points at the class; this is the table.
     variants: ClassVar[dict[str, CaptionerConfig]] = {}
+    #: registered variant name -> what reports say about it (pre-training data, size).
+    info: ClassVar[dict[str, VariantInfo]] = {}
     #: whether the shared gradient-based training loop applies (trivial references just `prepare`).
     trainable: ClassVar[bool] = True
+    #: the decoding knobs `caption` accepts; anything else is an error before any work.
+    knobs: ClassVar[tuple[Knob, ...]] = ()
+    #: the probes implemented (PROBES); a phase skips, and records as unavailable, what is absent.
+    probes: ClassVar[frozenset[str]] = frozenset()
+    #: injection probe: the points of generation (fraction done, 0 = start, 1 = end) an injection is
+    #: made at, each its own curve; () = one point only (autoregressive: the word is forced when reached).
+    injection_levels: ClassVar[tuple[float, ...]] = ()
+    #: sampling probe: the methods of `sample_captions`, e.g. ("seeds",) or ("nucleus", "beams").
+    sampling_methods: ClassVar[tuple[str, ...]] = ()
+    #: decoding overrides each errprop probe also runs under, each its own curve (e.g. Back&Refine off).
+    probe_settings: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 
     def __init__(self, config: CaptionerConfig):
         self.config = config
         self._device = "cpu"
+
+    # -- self-description ---------------------------------------------------------------------
+    @classmethod
+    def knob(cls, name: str) -> Knob:
+        for k in cls.knobs:
+            if k.name == name:
+                return k
+        raise KeyError(name)
+
+    @classmethod
+    def check_decoding(cls, decoding: dict[str, Any], where: str = "decoding") -> dict[str, Any]:
+        """Validate decoding settings against `knobs`: unknown names and wrong types are a ValueError
+        that lists the accepted knobs. Returns the settings converted to the knobs' types."""
+        known = {k.name: k for k in cls.knobs}
+        unknown = sorted(set(decoding) - set(known))
+        if unknown:
+            import difflib
+
+            hints = [f"{u!r} (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(u, known, n=1))
+                     else repr(u) for u in unknown]
+            raise ValueError(f"{where}: unknown decoding knob(s) {', '.join(hints)} for {cls.__name__}; "
+                             f"accepted: {', '.join(sorted(known)) or 'none'}")
+        return {name: known[name].check(value, where) for name, value in decoding.items()}
+
+    @classmethod
+    def variant_info(cls, name: str) -> VariantInfo:
+        return cls.info.get(name, VariantInfo(pretraining="unknown"))
+
+    @classmethod
+    def describe(cls, name: str) -> dict[str, Any]:
+        """Everything a result file and a report need to know about variant `name`, JSON-ready."""
+        info = cls.variant_info(name)
+        return {"paradigm": cls.paradigm, "pretraining": info.pretraining, "description": info.description,
+                "trainable": cls.trainable, "probes": sorted(cls.probes),
+                "injection_levels": list(cls.injection_levels), "sampling_methods": list(cls.sampling_methods),
+                "knobs": [{"name": k.name, "type": k.type.__name__, "default": k.default, "sweep": list(k.sweep),
+                           "cost": k.cost, "label": k.label or k.name} for k in cls.knobs]}
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -197,29 +311,48 @@ class Captioner(ABC):
         batch = torch.stack([self.preprocess(im, train=False) for im in images])
         return self.caption(batch.to(self.device), **decoding)
 
-    # -- probes for error-propagation measurements (bench/metrics/errprop.py) -------------------
-    # Word-level, so both paradigms share axes. A captioner that lacks a probe simply gets no curve
-    # for it (the errprop phase records which probes were unavailable).
+    def generate(self, pixel_values: torch.Tensor, **decoding: Any) -> Generation:
+        """Captions with their actual cost; default: `caption` and `decode_cost` (override where the
+        cost depends on the output, e.g. autoregressive decoding that stops at the end token)."""
+        captions = self.caption(pixel_values, **decoding)
+        return Generation(captions, [self.decode_cost(**decoding)] * len(captions), None)
+
+    # -- probes (declared in `probes`; bench/metrics/errprop.py, bench/metrics/diversity.py) ----
+    # Word positions are `bench.metrics.errprop.words` positions, so every paradigm shares axes.
+
+    def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
+        """The decoding the injection probe and its uninjected baseline run with (default: as given;
+        autoregressive models decode greedily there, so the forced word is the only difference)."""
+        return dict(decoding)
 
     def caption_raw(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
-        """Captions before any de-duplication post-processing (default: `caption`)."""
-        return self.caption(pixel_values, **decoding)
+        """Probe `raw`: captions as the network produced them, before any de-duplication."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare the 'raw' probe")
 
-    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]],
-                      **decoding: Any) -> list[str]:
-        """Autoregressive: greedy captions that start with the given forced words (error injection)."""
-        raise NotImplementedError
+    def caption_with_injection(self, pixel_values: torch.Tensor, captions: list[str], position: int,
+                               words: list[str], level: float | None = None, **decoding: Any) -> list[str]:
+        """Probe `injection`: for each image i, its uninjected caption `captions[i]` (made with
+        `probe_decoding`) has word `position` replaced by `words[i]` part-way through generation,
+        and generation goes on (the same noise draws, for diffusion). `level` is one of
+        `injection_levels` (fraction of generation done when the word is put in), or None.
+        Autoregressive: the words before `position` and the new word are forced, then greedy.
+        With `words[i]` the original word this is the probe's control (its own noise floor)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare the 'injection' probe")
 
     def teacher_forced_words(self, pixel_values: torch.Tensor, captions: list[str]) -> list[list[bool]]:
-        """Autoregressive: per word of each caption, whether the model's argmax prediction given the
-        true preceding words (teacher forcing) is that word."""
-        raise NotImplementedError
+        """Probe `teacher_forcing`: per word of each caption, whether the model's argmax prediction
+        given the true preceding words is that word."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare the 'teacher_forcing' probe")
 
-    def caption_with_injection(self, pixel_values: torch.Tensor, position: int, word: str,
-                               at_fraction: float, **decoding: Any) -> list[str]:
-        """Diffusion: overwrite `position`'s latent with `word`'s latent after `at_fraction` of the
-        sampling steps, then finish sampling."""
-        raise NotImplementedError
+    def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
+                        **decoding: Any) -> list[list[str]]:
+        """Probe `sampling`: k captions per image by `method` (one of `sampling_methods`), image-major."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare the 'sampling' probe")
+
+    def forced_length_decoding(self, tokens: int) -> dict[str, Any]:
+        """Probe `forced_length`: decoding overrides that make every caption exactly `tokens` tokens
+        long (latency against generated length, LaDiC's figure 2a)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare the 'forced_length' probe")
 
     def decode_cost(self, **decoding: Any) -> int:
         """Network evaluations per caption for these decoding settings (0 for non-neural references)."""

@@ -38,10 +38,10 @@ def make_executor(cfg: BenchConfig):
 
 def _longest_first(jobs: list[Job]) -> list[Job]:
     """Training jobs before the rest, so quick jobs fill the last idle workers (tables keep suite order)."""
-    from bench.registry import captioners
+    from bench.registry import captioner_class
 
     def quick(job: Job) -> bool:
-        return "train" not in job.phases or captioners.entry(job.model).paradigm == "reference"
+        return "train" not in job.phases or not captioner_class(job.model).trainable
 
     return sorted(jobs, key=quick)  # stable: suite order within each group
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bench.api import Captioner, CaptionerConfig, Sample
+from bench.api import Captioner, CaptionerConfig, Sample, VariantInfo
 from models.imaging import to_tensor
 from models.text import normalise_caption
 
@@ -38,6 +38,7 @@ class ConstantCaptioner(Captioner):
     trainable = False
     config_class = ConstantConfig
     variants = {"constant": ConstantConfig()}
+    info = {"constant": VariantInfo("none", "the most frequent training caption")}
 
     def __init__(self, config: ConstantConfig):
         super().__init__(config)
@@ -87,6 +88,7 @@ class NearestNeighbourCaptioner(Captioner):
     trainable = False
     config_class = NearestNeighbourConfig
     variants = {"nearest-neighbour": NearestNeighbourConfig()}
+    info = {"nearest-neighbour": VariantInfo("none", "consensus caption of the nearest training images")}
 
     def __init__(self, config: NearestNeighbourConfig):
         super().__init__(config)

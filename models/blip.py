@@ -57,8 +57,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench.api import Captioner, CaptionerConfig
+from bench.api import Captioner, CaptionerConfig, Knob, VariantInfo
 from bench.metrics.errprop import WORD
+from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
 from models.imaging import augment
 from models.weights import (
     bert_vocab_dir,
@@ -139,10 +140,15 @@ def groups_by_length(rows: list[list[int]]) -> dict[int, list[int]]:
     return groups
 
 
-class BlipCaptioner(Captioner):
+class BlipCaptioner(ForcedPrefixProbes, Captioner):
     """BLIP image-grounded text decoder: pretrained (`weights`) or a small random-init configuration."""
 
     paradigm = "autoregressive"
+    knobs = (beam_knob(), *length_knobs(),
+             Knob("max_length", int, None, help="at most this many decoder tokens, [DEC] and prompt included"),
+             Knob("min_length", int, None, help="at least this many decoder tokens, [DEC] and prompt included"),
+             Knob("prompt", str, None, help="text prefix the caption continues (removed from the output)"))
+    probes = AUTOREGRESSIVE_PROBES
     config_class = BlipCaptionerConfig
     config: BlipCaptionerConfig
 
@@ -400,4 +406,8 @@ BlipCaptioner.variants = {
         weights=None, image_size=64, patch_size=8, vision_width=128, vision_layers=2, vision_heads=4,
         text_width=128, text_layers=2, text_heads=4, max_tokens=32,
     ),
+}
+BlipCaptioner.info = {
+    "blip-base": VariantInfo("129M images", "BLIP base, captioning checkpoint", "224M"),
+    "blip-tiny": VariantInfo("none", "BLIP architecture, small config, random init"),
 }

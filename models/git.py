@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench.api import Captioner, CaptionerConfig
+from bench.api import Captioner, CaptionerConfig, Knob, VariantInfo
+from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
 from models.blip import groups_by_length, word_pieces, words_correct
 from models.imaging import augment
 from models.text import normalise_caption
@@ -83,10 +84,15 @@ class GitCaptionerConfig(CaptionerConfig):
     min_new_tokens: int = 0
 
 
-class GitCaptioner(Captioner):
+class GitCaptioner(ForcedPrefixProbes, Captioner):
     """GIT decoder-only captioner: pretrained (`weights`) or a small random-init configuration."""
 
     paradigm = "autoregressive"
+    knobs = (beam_knob(), *length_knobs(),
+             Knob("max_length", int, None, help="at most this many tokens, [CLS] included"),
+             Knob("min_length", int, None, help="at least this many tokens, [CLS] included"),
+             Knob("length_penalty", float, None, help="beam search length penalty"))
+    probes = AUTOREGRESSIVE_PROBES
     config_class = GitCaptionerConfig
     config: GitCaptionerConfig
 
@@ -311,4 +317,8 @@ GitCaptioner.variants = {
         weights=None, image_size=64, patch_size=8, vision_width=128, vision_layers=2, vision_heads=4,
         text_width=128, text_layers=2, text_heads=4, max_tokens=32, max_new_tokens=24,
     ),
+}
+GitCaptioner.info = {
+    "git-base": VariantInfo("4M images", "GIT base, COCO-fine-tuned checkpoint", "177M"),
+    "git-tiny": VariantInfo("none", "GIT architecture, small config, random init"),
 }

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from bench.api import VariantInfo
+from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
 from models.scratch import ScratchCaptioner, ScratchConfig
 from models.text import BOS, EOS, PAD
 
@@ -36,11 +38,13 @@ class VitGpt2Config(ScratchConfig):
     max_new_tokens: int = 16
 
 
-class VitGpt2Captioner(ScratchCaptioner):
+class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
     """ViT encoder + GPT-2 decoder with cross-attention, random init, own word-level tokenizer."""
 
     paradigm = "autoregressive"
     config_class = VitGpt2Config
+    knobs = (beam_knob(), *length_knobs())
+    probes = AUTOREGRESSIVE_PROBES
     config: VitGpt2Config
 
     def build_module(self, vocab_size: int) -> torch.nn.Module:
@@ -150,4 +154,9 @@ VitGpt2Captioner.variants = {
         decoder_width=32, decoder_layers=1, decoder_heads=2, min_frequency=1, vocab_size=500,
         num_beams=2, max_new_tokens=12, max_tokens=16, dropout=0.0,
     ),
+}
+VitGpt2Captioner.info = {
+    "vit-gpt2-scratch": VariantInfo("none", "ViT-B/16 + GPT-2 (12 layers), random init", "~240M"),
+    "vit-gpt2-mini": VariantInfo("none", "ViT + GPT-2, 2+2 layers x 128, random init (shapes, CPU)"),
+    "vit-gpt2-tiny": VariantInfo("none", "test-sized"),
 }

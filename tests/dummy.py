@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bench.api import Captioner, CaptionerConfig
+from bench.api import Captioner, CaptionerConfig, Knob
 
 
 @dataclass
@@ -21,6 +21,7 @@ class DummyCaptioner(Captioner):
 
     paradigm = "diffusion"
     trainable = False
+    knobs = (Knob("steps", int, 5, sweep=(1, 5), cost=True, label="sampling steps"),)
     variants = {"dummy": DummyConfig()}
 
     def preprocess(self, image, train=False):

@@ -186,3 +186,18 @@ def test_latent_cache_gives_the_encoder_latents(tiny, samples):
     assert torch.equal(cached._cached_x0(ids, mask), first)  # hits and misses round alike
     exact = tiny.module.latent.encode(ids, mask)
     assert torch.allclose(first, exact, atol=2e-2 * float(exact.abs().max()))
+
+
+def test_cached_unconditional_memory_follows_the_weights(samples, pixels):
+    torch.manual_seed(1)
+    model = LaDiCCaptioner(LaDiCCaptioner.variant_config("ladic-tiny"))
+    model.prepare(samples)
+    settings = model._settings(None, None, None, None)
+    before = model.sample_latents(pixels, *settings, seed=4)
+    assert torch.equal(model.sample_latents(pixels, *settings, seed=4), before)  # served from the cache
+    with torch.no_grad():  # what an optimizer step does: update weights in place
+        model.module.diffuser.layers[0].cross_kv.weight.mul_(1.5)
+        next(model.module.image_encoder.parameters()).add_(0.05)
+    after = model.sample_latents(pixels, *settings, seed=4)
+    assert torch.allclose(after, model.sample_latents(pixels, *settings, seed=4, mode="reference"), atol=1e-5)
+    assert not torch.allclose(after, before)

@@ -90,7 +90,7 @@ import torch
 from PIL import Image
 from torch.nn.utils.rnn import pad_sequence
 
-from bench.api import Captioner, Sample
+from bench.api import Captioner, Knob, Sample, VariantInfo
 from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
 from models.ladic.config import VARIANTS, LaDiCConfig, validate
 from models.ladic.diffusion import Diffusion, NoiseSource, Refine, guide
@@ -109,7 +109,23 @@ class LaDiCCaptioner(Captioner):
     paradigm = "diffusion"
     config_class = LaDiCConfig
     variants = VARIANTS
-    config: LaDiCConfig
+    info = {
+        "ladic-base": VariantInfo("129M images (ViT) + BERT text", "LaDiC at the paper's sizes", "312M trainable"),
+        "ladic-mini": VariantInfo("text only (MiniLM)", "LaDiC, CPU-sized (shapes)"),
+        "ladic-tiny": VariantInfo("none", "LaDiC, test-sized"),
+    }
+    knobs = (
+        Knob("steps", int, None, sweep=(1, 2, 5, 10, 20, 30, 50), cost=True, label="sampling steps",
+             help="sampling iterations"),
+        Knob("guidance", float, None, help="classifier-free guidance weight w (0: off, half the cost)"),
+        Knob("back_and_refine", bool, None, help="Back&Refine once, part-way (paper)"),
+        Knob("mbr", int, None, help="MBR candidates per image (1: off)"),
+        Knob("seed", int, 0, help="noise seed; a caption depends on (image, seed) only"),
+        Knob("mode", str, "optimized", choices=("optimized", "reference"),
+             help="optimized loop, or the released code's loop structure (same captions)"),
+    )
+    # The probes this model implements (raw, injection, sampling) are added with their code.
+    probes: frozenset[str] = frozenset()
 
     def __init__(self, config: LaDiCConfig):
         validate(config)
@@ -118,6 +134,7 @@ class LaDiCCaptioner(Captioner):
         self.codec: CaptionCodec | None = None
         self.arch: Architecture | None = None
         self._cache: dict[bytes, torch.Tensor] = {}
+        self._uncond: tuple[Any, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         self.diffusion = Diffusion(config.timesteps, config.beta_start, config.beta_end,
                                    config.time_difference)
 
@@ -270,20 +287,33 @@ class LaDiCCaptioner(Captioner):
             kv = [(k.repeat_interleave(mbr, 0), v.repeat_interleave(mbr, 0))
                   for k, v in diffuser.memory_kv(network.encode_images(pixel_values))]
             return lambda x, sc, t: diffuser(x, sc, t, kv)
-        # One encoder pass over the images and a single zero image (the unconditional memory is the
-        # same for every image), one K/V projection; then laid out as [conditional rows; unconditional
-        # rows] so each step is one forward of 2 x rows.
-        images = torch.cat([pixel_values, torch.zeros_like(pixel_values[:1])])
+        # One encoder pass over the images, one K/V projection; the unconditional memory (a zero
+        # image) is the same for every image and call, so it is cached until the weights change.
+        # Laid out as [conditional rows; unconditional rows]: each step is one forward of 2 x rows.
+        cond = diffuser.memory_kv(network.encode_images(pixel_values))
         kv = []
-        for k, v in diffuser.memory_kv(network.encode_images(images)):
-            kv.append(tuple(torch.cat([m[:batch].repeat_interleave(mbr, 0),
-                                       m[batch:].expand(rows, *m.shape[1:])]) for m in (k, v)))
+        for (k, v), (k0, v0) in zip(cond, self._unconditional_kv(pixel_values), strict=True):
+            kv.append(tuple(torch.cat([m.repeat_interleave(mbr, 0), m0.expand(rows, *m0.shape[1:])])
+                            for m, m0 in ((k, k0), (v, v0))))
 
         def denoise(x: torch.Tensor, self_cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             out = diffuser(torch.cat([x, x]), torch.cat([self_cond, self_cond]), torch.cat([t, t]), kv)
             return guide(out[:rows], out[rows:], guidance)
 
         return denoise
+
+    def _unconditional_kv(self, pixel_values: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Cross-attention K/V of the zero image, recomputed only when a weight it depends on changed
+        (in-place optimizer steps and load_state_dict bump every tensor's version counter)."""
+        network = self.module
+        params = [*network.image_encoder.parameters(), *(layer.cross_kv.weight for layer in network.diffuser.layers),
+                  *(layer.cross_kv.bias for layer in network.diffuser.layers)]
+        key = (id(network), pixel_values.device, pixel_values.dtype, tuple(pixel_values.shape[1:]),
+               tuple((id(p), p._version, p.device) for p in params))
+        if self._uncond is None or self._uncond[0] != key:
+            blank = torch.zeros_like(pixel_values[:1])
+            self._uncond = (key, network.diffuser.memory_kv(network.encode_images(blank)))
+        return self._uncond[1]
 
     def _reference_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
         network = self.module
