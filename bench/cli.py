@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--pretrained", action="store_true",
                          help="load the pretrained weights (default: random init, same architecture)")
 
+    # Listed here for `bench --help`; main() hands its arguments to bench/device_check.py untouched.
+    sub.add_parser("device-check", add_help=False,
+                   help="latency, throughput and training cost of every model at real size (GPU); "
+                        "--tiny on a CPU; `bench device-check --help` for its options")
+
     ui = sub.add_parser("ui", help="start the MLflow UI on the configured tracking store")
     _add_config_args(ui)
     ui.add_argument("--port", type=int, default=5000)
@@ -202,6 +207,11 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["device-check"]:  # its own options (and --help), parsed by bench/device_check.py
+        from bench.device_check import main as device_check
+
+        return device_check(argv[1:])
     args = build_parser().parse_args(argv)
     from bench.errors import USER_ERRORS
 

