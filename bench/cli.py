@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   bench report --suite shapes               paper tables and figures from the result files
   bench data check --task coco              verify a dataset's files and counts
   bench ui                                  MLflow UI on the configured store
+  bench track --suite shapes                mirror into MLflow the results it lacks
 """
 
 
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("device-check", add_help=False,
                    help="latency, throughput and training cost of every model at real size (GPU); "
                         "--tiny on a CPU; `bench device-check --help` for its options")
+
+    track = sub.add_parser("track", help="mirror into MLflow every result of a suite that the store lacks")
+    track.add_argument("--suite", required=True)
+    _add_config_args(track)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the configured tracking store")
     _add_config_args(ui)
@@ -187,6 +192,30 @@ def cmd_latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    from bench.config import load_config
+    from bench.suite import track_suite
+
+    cfg = load_config(args.config, args.overrides)
+    counts = track_suite(cfg, args.suite)
+    print(f"suite {args.suite}: {counts['mirrored']} result(s) mirrored now, {counts['present']} already in "
+          f"MLflow, {counts['missing']} job(s) without a result")
+    return 1 if counts["problem"] else 0
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether `host:port` cannot be bound now (another server holds it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a closing socket is no owner
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import os
 
@@ -195,6 +224,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     uri = resolve_uri(cfg.tracking.uri, cfg.results_dir.resolve())
+    if port_in_use(args.host, args.port):
+        print(f"error: port {args.port} is in use; pass --port (e.g. --port {args.port + 1})", file=sys.stderr)
+        return 2
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port}", flush=True)
@@ -203,7 +235,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data,
-            "latency": cmd_latency, "ui": cmd_ui}
+            "latency": cmd_latency, "ui": cmd_ui, "track": cmd_track}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,12 +246,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return device_check(argv[1:])
     args = build_parser().parse_args(argv)
     from bench.errors import USER_ERRORS
+    from bench.lock import SuiteBusy
 
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SuiteBusy as err:  # not a config error: the same command works once the other run ends
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

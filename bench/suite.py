@@ -9,10 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.config import BenchConfig
+from bench.config import BenchConfig, ConfigError
+from bench.lock import suite_lock
 from bench.plan import Job, plan_suite
-from bench.results import collect, finished, write_summary
-from bench.tracking import make_tracker
+from bench.results import RESULT, collect, finished, read_json, write_summary
+from bench.tracking import Tracker, make_tracker
 
 
 def _absolute(cfg: BenchConfig) -> Path:
@@ -46,16 +47,52 @@ def _longest_first(jobs: list[Job]) -> list[Job]:
     return sorted(jobs, key=quick)  # stable: suite order within each group
 
 
+def plan_absolute(cfg: BenchConfig, suite_name: str, only: list[str] | None = None) -> tuple[list[Job], list[Job]]:
+    """(every job of the suite, the jobs `only` selects), with absolute paths and the suite's row order.
+
+    The whole plan decides what the summary and the report hold, whatever subset this invocation runs.
+    """
+    results_dir = _absolute(cfg)
+    every = [replace(job, results_dir=str(results_dir), extra={"order": i})
+             for i, job in enumerate(plan_suite(cfg, suite_name))]
+    if not only:
+        return every, every
+    keys = {job.key for job in plan_suite(cfg, suite_name, only)}
+    return every, [job for job in every if job.key in keys]
+
+
+def _suite_results(suite_dir: Path, every: list[Job], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every result of the suite's plan on disk, overlaid with those this run knows (a dead worker's
+    failed row exists only in memory), in plan order."""
+    by_key = {r["key"]: r for r in collect(suite_dir, {j.key for j in every})}
+    by_key.update(known)
+    return [by_key[j.key] for j in every if j.key in by_key]
+
+
+def _invocation(only: list[str] | None, force: bool) -> dict[str, str]:
+    return {"only": ",".join(only or []), "force": "true" if force else ""}
+
+
 def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list[str] | None = None,
               echo=print) -> list[dict[str, Any]]:
-    """Run a suite; returns the results of its jobs (skipped ones included). Writes summary files."""
-    results_dir = _absolute(cfg)
-    jobs = [replace(job, results_dir=str(results_dir), extra={"order": i})
-            for i, job in enumerate(plan_suite(cfg, suite_name, only))]
-    suite_dir = results_dir / suite_name
-    tracker = make_tracker(cfg.tracking, results_dir)
-    tracker.start(suite_name, {"suite": cfg.suite(suite_name).model_dump(mode="json"),
-                               "executor": cfg.executor.model_dump(mode="json")})
+    """Run a suite; returns the results of its selected jobs (skipped ones included).
+
+    Holds the suite folder's lock throughout; writes summary files and the report over every finished
+    job of the suite, not only the selected ones.
+    """
+    every, jobs = plan_absolute(cfg, suite_name, only)
+    suite_dir = _absolute(cfg) / suite_name
+    with suite_lock(suite_dir):
+        tracker = make_tracker(cfg.tracking, _absolute(cfg), warn=echo)
+        tracker.start(suite_name, {"suite": cfg.suite(suite_name).model_dump(mode="json"),
+                                   "executor": cfg.executor.model_dump(mode="json")},
+                      _invocation(only, force))
+        return _run_locked(cfg, suite_name, every, jobs, tracker, force, echo)
+
+
+def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[Job], tracker: Tracker,
+                force: bool, echo) -> list[dict[str, Any]]:
+    suite_dir = _absolute(cfg) / suite_name
     results: dict[str, dict[str, Any]] = {}
     todo: list[Job] = []
     for job in jobs:
@@ -74,10 +111,10 @@ def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
         results[job.key] = result
-        tracker.log_job(job, result)
-        write_summary(suite_dir, [results[j.key] for j in jobs if j.key in results])
+        write_summary(suite_dir, _suite_results(suite_dir, every, results))
         mark = "ok" if result.get("status") == "ok" else f"FAILED ({result.get('error', '')[:200]})"
         echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
+        tracker.log_job(job, result)
 
     try:
         make_executor(cfg).run(_longest_first(todo), on_result)
@@ -87,20 +124,53 @@ def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list
         echo("interrupted: completed results are kept; rerun the same command to finish the rest")
         raise
     finally:
-        ordered = collect(suite_dir, {j.key for j in jobs})
-        table = write_summary(suite_dir, ordered) if ordered else ""
-        tracker.log_artifact(suite_dir / "summary.md")
-        tracker.log_artifact(suite_dir / "summary.csv")
-        if ordered:
-            try:
-                from bench.report import build_report
-
-                for path in build_report(suite_dir, ordered):
-                    tracker.log_artifact(path)
-            except Exception as err:  # noqa: BLE001 - a report failure must not hide the suite's outcome
-                echo(f"report not written: {type(err).__name__}: {err}")
+        _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo)
         tracker.finish(status)
-        if table:
-            echo("\n" + table)
-            echo(f"wrote {suite_dir / 'summary.csv'} and summary.md ({time.time() - started:.0f}s)")
     return [results[j.key] for j in jobs if j.key in results]
+
+
+def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker, started: float,
+               echo) -> None:
+    """summary.csv/.md and the report over the whole suite, mirrored to the suite's run."""
+    table = write_summary(suite_dir, ordered) if ordered else ""
+    tracker.log_artifact(suite_dir / "summary.md")
+    tracker.log_artifact(suite_dir / "summary.csv")
+    if ordered:
+        try:
+            from bench.report import build_report
+
+            for path in build_report(suite_dir, ordered):
+                tracker.log_artifact(path)
+        except Exception as err:  # noqa: BLE001 - a report failure must not hide the suite's outcome
+            echo(f"report not written: {type(err).__name__}: {err}")
+    if table:
+        echo("\n" + table)
+        echo(f"wrote {suite_dir / 'summary.csv'} and summary.md ({time.time() - started:.0f}s)")
+
+
+def track_suite(cfg: BenchConfig, suite_name: str, echo=print) -> dict[str, Any]:
+    """Mirror into MLflow every result of the suite that the store lacks (after an outage, or a run with
+    `tracking.kind: none`). Returns the counts: mirrored now, already there, jobs without a result, and
+    the tracking problem that stopped it (None when none did)."""
+    if cfg.tracking.kind == "none":
+        raise ConfigError("tracking.kind is none: there is no store to mirror into (set tracking.kind=mlflow)")
+    every, _ = plan_absolute(cfg, suite_name)
+    suite_dir = _absolute(cfg) / suite_name
+    with suite_lock(suite_dir):
+        tracker = make_tracker(cfg.tracking, _absolute(cfg), warn=echo)
+        tracker.start(suite_name, {"suite": cfg.suite(suite_name).model_dump(mode="json")}, {"command": "track"})
+        mirrored = present = missing = 0
+        for job in every:
+            try:
+                result = read_json(job.dir / RESULT)
+            except (OSError, ValueError):
+                missing += 1
+                continue
+            if tracker.log_job(job, result, cached=True):
+                mirrored += 1
+            else:
+                present += 1
+        tracker.log_artifact(suite_dir / "summary.csv")
+        tracker.finish("FINISHED")
+    return {"mirrored": mirrored, "present": present, "missing": missing,
+            "problem": getattr(tracker, "broken", None)}

@@ -1,18 +1,27 @@
 """Tracking: result files are the truth; MLflow is the browsable mirror, written by the driver only.
 
-The driver creates (and so migrates) the store, the experiment and one parent run per invocation, then
-logs one nested child run per job as its result arrives: params = the resolved job and its hash,
-metrics = scores (and sweeps as stepped series), artifacts = captions, scores and logs. Workers never
-touch the store, so concurrent jobs cannot race on a fresh SQLite schema or lock it.
+The driver checks the store (seconds, not MLflow's minutes of retries), creates (and so migrates) it,
+the experiment and one parent run per invocation, named by suite, start time and flags. Each job result
+becomes one child run, tagged with the job's key and a digest of its result.json: a rerun that skips a job
+finds that run instead of adding another, so the UI shows each job once per result. params = the resolved
+job and its hash, metrics = scores (and sweeps as stepped series), artifacts = captions, scores and logs.
+Workers never touch the store, so concurrent jobs cannot race on a fresh SQLite schema or lock it.
+After the start-up check, a tracking failure is a warning: the result files are the record, and
+`bench track` (or the next run) mirrors whatever the store lacks.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.config import TrackingConfig
+from bench.api import stable_hash
+from bench.config import ConfigError, TrackingConfig
 from bench.plan import Job
 
 ARTIFACTS = ("job.json", "result.json", "train.json", "captions.json", "scores.json", "sweep.json",
@@ -20,8 +29,8 @@ ARTIFACTS = ("job.json", "result.json", "train.json", "captions.json", "scores.j
 
 
 class Tracker(Protocol):
-    def start(self, suite: str, params: dict[str, Any]) -> None: ...
-    def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> None: ...
+    def start(self, suite: str, params: dict[str, Any], invocation: dict[str, str] | None = None) -> None: ...
+    def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> bool: ...
     def log_artifact(self, path: Path) -> None: ...
     def finish(self, status: str) -> None: ...
 
@@ -29,11 +38,11 @@ class Tracker(Protocol):
 class NullTracker:
     """Tracks nothing (tests, `tracking.kind: none`)."""
 
-    def start(self, suite: str, params: dict[str, Any]) -> None:
+    def start(self, suite: str, params: dict[str, Any], invocation: dict[str, str] | None = None) -> None:
         pass
 
-    def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> None:
-        pass
+    def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> bool:
+        return False
 
     def log_artifact(self, path: Path) -> None:
         pass
@@ -63,31 +72,91 @@ def flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
     return out
 
 
+# Bounds on MLflow's HTTP client (by default it retries for minutes): a store that went away costs
+# seconds per call, not minutes. Set only where the user has not chosen otherwise.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+PROBE_SECONDS = 5.0
+
+
+def result_digest(result: dict[str, Any]) -> str:
+    """Identity of one result: the same result.json gives the same digest, read back or in memory."""
+    return stable_hash(json.loads(json.dumps(result, default=str)), length=16)
+
+
+def probe(uri: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fail within `timeout` seconds, with an error naming `tracking.uri`, if an HTTP store is unreachable.
+
+    Any HTTP answer counts as reachable (the store's own calls report other problems); only a refused,
+    unresolvable or silent server fails here.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(unreachable(uri, f"no answer within {timeout:g}s ({reason})")) from None
+
+
+def unreachable(uri: str, why: str) -> str:
+    return (f"tracking.uri {uri!r}: the MLflow tracking store cannot be used: {why}. Start the server or fix "
+            f"tracking.uri, or run without MLflow: --set tracking.kind=none (the result files are the record; "
+            f"`bench track --suite S` mirrors them later)")
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise the creation (schema migration) of a SQLite store between processes."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(uri.removeprefix("sqlite:///") + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, or when the holder dies
+        yield
+
+
 class MlflowTracker:
+    """One parent run per invocation; one child run per job result, created once and found afterwards."""
+
     def __init__(self, config: TrackingConfig, results_dir: Path):
         self.uri = resolve_uri(config.uri, results_dir)
         self.experiment_template = config.experiment
         self.artifact_root = (results_dir / "mlartifacts").resolve()
         self.parent_id: str | None = None
+        for name, value in HTTP_LIMITS.items():
+            os.environ.setdefault(name, value)
 
-    def start(self, suite: str, params: dict[str, Any]) -> None:
-        import mlflow
+    def start(self, suite: str, params: dict[str, Any], invocation: dict[str, str] | None = None) -> None:
+        """Check the store, then open the parent run: named by suite, start time and the invocation's flags."""
+        probe(self.uri)
         from mlflow.tracking import MlflowClient
 
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(self.uri)  # first use of a fresh SQLite store migrates it, here
-        name = self.experiment_template.format(suite=suite)
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is None:
-            self.experiment_id = self.client.create_experiment(
-                name, artifact_location=(self.artifact_root / suite).as_uri(),
-                tags={"mlflow.experimentKind": "custom_model_development"})  # runs, not GenAI traces
-        else:
-            self.experiment_id = experiment.experiment_id
-        run = self.client.create_run(self.experiment_id, run_name=f"{suite}",
-                                     tags={"bench.suite": suite, "bench.kind": "suite"})
+        with _store_lock(self.uri):
+            self.client = MlflowClient(self.uri)
+            self.experiment_id = self._experiment(self.experiment_template.format(suite=suite), suite)
+        invocation = {k: v for k, v in (invocation or {}).items() if v}
+        words = [time.strftime("%Y-%m-%d %H:%M:%S")] + [f"{k}={v}" if v != "true" else k
+                                                         for k, v in invocation.items()]
+        tags = {"bench.suite": suite, "bench.kind": "suite", **{f"bench.{k}": v for k, v in invocation.items()}}
+        run = self.client.create_run(self.experiment_id, run_name=" ".join([suite, *words]), tags=tags)
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, flatten("", params, {}))
+
+    def _experiment(self, name: str, suite: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return self.client.create_experiment(
+            name, artifact_location=(self.artifact_root / suite).as_uri(),
+            tags={"mlflow.experimentKind": "custom_model_development"})  # runs, not GenAI traces
 
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -96,26 +165,34 @@ class MlflowTracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i: i + 100])
 
-    def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> None:
-        from mlflow.entities import Metric
+    def find_job(self, key: str, digest: str) -> str | None:
+        """The run that mirrors this result completely, if one exists; half-written ones are deleted."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`bench.key` = '{key}' AND tags.`bench.result` = '{digest}'")
+        found = None
+        for run in runs:
+            if found is None and run.data.tags.get("bench.mirrored") == "true":
+                found = run.info.run_id
+            elif run.data.tags.get("bench.mirrored") != "true":
+                self.client.delete_run(run.info.run_id)  # a mirror interrupted half-way: redo it
+        return found
 
+    def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> bool:
+        """Mirror one job's result unless a run holds it already; True when a run was created."""
         assert self.parent_id, "start() first"
+        digest = result_digest(result)
+        if self.find_job(job.key, digest) is not None:
+            return False
         status = result.get("status", "failed")
         run = self.client.create_run(
             self.experiment_id, run_name=job.job_id,
             tags={"mlflow.parentRunId": self.parent_id, "bench.suite": job.suite, "bench.model": job.model,
                   "bench.label": job.label, "bench.task": job.task, "bench.status": status,
-                  "bench.cached": str(cached).lower(), "bench.key": job.key},
+                  "bench.cached": str(cached).lower(), "bench.key": job.key, "bench.result": digest},
         )
         run_id = run.info.run_id
-        identity = job.identity()
-        self._log_params(run_id, flatten("", {**identity, "key": job.key, "label": job.label}, {}))
-        now = 0
-        metrics = [Metric(k, float(v), now, 0) for k, v in result.get("metrics", {}).items()
-                   if isinstance(v, int | float)]
-        for extra in ("parameters", "train_seconds", "seconds"):
-            if isinstance(result.get(extra), int | float):
-                metrics.append(Metric(extra, float(result[extra]), now, 0))
+        self._log_params(run_id, flatten("", {**job.identity(), "key": job.key, "label": job.label}, {}))
+        metrics = self._result_metrics(result)
         metrics += self._sweep_metrics(job.dir / "sweep.json")
         metrics += self._system_metrics(job.dir / "system_metrics.json")
         for i in range(0, len(metrics), 500):
@@ -125,7 +202,20 @@ class MlflowTracker:
         for name in ARTIFACTS:
             if (job.dir / name).is_file():
                 self.client.log_artifact(run_id, str(job.dir / name))
+        self.client.set_tag(run_id, "bench.mirrored", "true")
         self.client.set_terminated(run_id, "FINISHED" if status == "ok" else "FAILED")
+        return True
+
+    @staticmethod
+    def _result_metrics(result: dict[str, Any]) -> list:
+        from mlflow.entities import Metric
+
+        metrics = [Metric(k, float(v), 0, 0) for k, v in result.get("metrics", {}).items()
+                   if isinstance(v, int | float)]
+        for extra in ("parameters", "train_seconds", "seconds"):
+            if isinstance(result.get(extra), int | float):
+                metrics.append(Metric(extra, float(result[extra]), 0, 0))
+        return metrics
 
     @staticmethod
     def _sweep_metrics(path: Path) -> list:
@@ -160,5 +250,55 @@ class MlflowTracker:
             self.client.set_terminated(self.parent_id, status)
 
 
-def make_tracker(config: TrackingConfig, results_dir: Path) -> Tracker:
-    return MlflowTracker(config, results_dir) if config.kind == "mlflow" else NullTracker()
+class GuardedTracker:
+    """A tracker whose failures never cost a result: the start-up check fails fast as a ConfigError
+    naming `tracking.uri`; after it, the first failure prints one warning and mirroring stops for the
+    rest of the invocation (the result files stay the record; a later run or `bench track` mirrors them).
+    """
+
+    def __init__(self, inner: Tracker, uri: str, warn: Callable[[str], None] = print):
+        self.inner, self.uri, self.warn = inner, uri, warn
+        self.broken: str | None = None
+
+    def start(self, suite: str, params: dict[str, Any], invocation: dict[str, str] | None = None) -> None:
+        self.suite = suite
+        try:
+            self.inner.start(suite, params, invocation)
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure to open the store is a setup problem
+            raise ConfigError(unreachable(self.uri, _short(err))) from None
+
+    def _guard(self, what: str, call: Callable[[], Any]) -> Any:
+        if self.broken is not None:
+            return None
+        try:
+            return call()
+        except Exception as err:  # noqa: BLE001 - tracking is a mirror; the suite goes on without it
+            self.broken = _short(err)
+            self.warn(f"warning: tracking stopped ({what}: {self.broken}); the result files are complete, "
+                      f"and `bench track --suite {self.suite}` or the next run mirrors what is missing")
+            return None
+
+    def log_job(self, job: Job, result: dict[str, Any], cached: bool = False) -> bool:
+        return bool(self._guard(f"logging {job.label}", lambda: self.inner.log_job(job, result, cached)))
+
+    def log_artifact(self, path: Path) -> None:
+        self._guard(f"logging {path.name}", lambda: self.inner.log_artifact(path))
+
+    def finish(self, status: str) -> None:
+        self._guard("closing the suite's run", lambda: self.inner.finish(status))
+
+
+def _short(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first[:300]
+
+
+def make_tracker(config: TrackingConfig, results_dir: Path, warn: Callable[[str], None] = print) -> Tracker:
+    """The configured tracker, guarded (see GuardedTracker); NullTracker for `tracking.kind: none`."""
+    if config.kind != "mlflow":
+        return NullTracker()
+    inner = MlflowTracker(config, results_dir)
+    return GuardedTracker(inner, inner.uri, warn)
