@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from bench.joblogs import library_logs_to
 from bench.plan import Job
 from bench.results import RESULT, read_json, write_json
 from bench.sysmon import SystemMonitor
@@ -61,7 +62,7 @@ def run_job(job: Job) -> dict[str, Any]:
     write_json(job.dir / "worker.json", {"pid": os.getpid(), "host": result["host"], "started": started})
     monitor = SystemMonitor(interval=job.extra.get("sysmon_interval", 5.0))
     try:
-        with monitor:
+        with monitor, library_logs_to(log.path):
             result.update(_run_phases(job, log))
         result["status"] = "ok"
     except BaseException as err:  # noqa: BLE001 - a job's failure is data, not a crash of the suite
