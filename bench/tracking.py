@@ -300,5 +300,8 @@ def make_tracker(config: TrackingConfig, results_dir: Path, warn: Callable[[str]
     """The configured tracker, guarded (see GuardedTracker); NullTracker for `tracking.kind: none`."""
     if config.kind != "mlflow":
         return NullTracker()
-    inner = MlflowTracker(config, results_dir)
+    try:
+        inner = MlflowTracker(config, results_dir)
+    except OSError as err:  # the SQLite store's folder cannot be created
+        raise ConfigError(unreachable(config.uri, _short(err))) from None
     return GuardedTracker(inner, inner.uri, warn)

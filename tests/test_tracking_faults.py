@@ -125,3 +125,11 @@ def test_track_of_unreachable_store_is_a_config_error(write_config, capsys):
     path = write_config(SUITE.format(kind="mlflow", uri=f"http://127.0.0.1:{closed_port()}"))
     assert main(["track", "--suite", "mini", "--config", str(path)]) == 2
     assert "tracking.uri" in capsys.readouterr().err
+
+
+def test_a_store_folder_that_cannot_be_made_is_a_config_error(write_config, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    path = write_config(SUITE.format(kind="mlflow", uri=f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"))
+    assert main(["run", "--suite", "mini", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "tracking.uri" in err and "Traceback" not in err
