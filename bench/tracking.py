@@ -13,6 +13,7 @@ After the start-up check, a tracking failure is a warning: the result files are 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -139,6 +140,8 @@ class MlflowTracker:
         probe(self.uri)
         from mlflow.tracking import MlflowClient
 
+        # "Creating initial MLflow database tables..." is MLflow's business, not the suite's progress.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         with _store_lock(self.uri):
             self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment(self.experiment_template.format(suite=suite), suite)

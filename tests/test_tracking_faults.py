@@ -133,3 +133,24 @@ def test_a_store_folder_that_cannot_be_made_is_a_config_error(write_config, tmp_
     assert main(["run", "--suite", "mini", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "tracking.uri" in err and "Traceback" not in err
+
+
+def test_two_suites_create_one_fresh_store_at_once(tmp_path):
+    """Two drivers on a fresh SQLite store: its creation (schema migration) is serialised, both start."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    code = ("import sys; from pathlib import Path; from bench.config import TrackingConfig; "
+            "from bench.tracking import make_tracker; "
+            f"t = make_tracker(TrackingConfig(uri={uri!r}, experiment='t/{{suite}}'), Path({str(tmp_path)!r})); "
+            "t.start(sys.argv[1], {}); t.finish('FINISHED'); print('started')")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [subprocess.Popen([sys.executable, "-c", code, suite], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for suite in ("one", "two")]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert all(out.strip() == "started" for out, _ in outputs)
+    assert len(runs(uri, "t/one")[0]) == 1 and len(runs(uri, "t/two")[0]) == 1
