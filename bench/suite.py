@@ -64,9 +64,9 @@ def plan_absolute(cfg: BenchConfig, suite_name: str, only: list[str] | None = No
 def _suite_results(suite_dir: Path, every: list[Job], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Every result of the suite's plan on disk, overlaid with those this run knows (a dead worker's
     failed row exists only in memory), in plan order."""
-    by_key = {r["key"]: r for r in collect(suite_dir, {j.key for j in every})}
-    by_key.update(known)
-    return [by_key[j.key] for j in every if j.key in by_key]
+    by_id = {r.get("job_id"): r for r in collect(suite_dir, {j.key for j in every})}
+    by_id.update({r.get("job_id"): r for r in known.values()})
+    return [by_id[j.job_id] for j in every if j.job_id in by_id]
 
 
 def _invocation(only: list[str] | None, force: bool) -> dict[str, str]:

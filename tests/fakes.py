@@ -12,6 +12,7 @@ class InstantExecutor:
 
     def __init__(self, *args, **kwargs):
         self.ran: list[str] = []
+        self.reports: list[list[str]] = []  # the labels of each report the driver built
 
     def run(self, jobs, on_result) -> None:
         for job in jobs:
@@ -29,5 +30,10 @@ def use_instant_executor(monkeypatch) -> InstantExecutor:
     """Route bench.suite's jobs to one InstantExecutor and skip the report (it needs real scores)."""
     executor = InstantExecutor()
     monkeypatch.setattr("bench.suite.make_executor", lambda cfg: executor)
-    monkeypatch.setattr("bench.report.build_report", lambda suite_dir, results, *a, **k: [])
+
+    def build_report(suite_dir, results, *args, **kwargs):
+        executor.reports.append([r["label"] for r in results])
+        return []
+
+    monkeypatch.setattr("bench.report.build_report", build_report)
     return executor

@@ -73,7 +73,7 @@ def test_reruns_add_no_child_runs_and_parents_are_told_apart(write_config, tmp_p
 
 
 def test_store_lost_mid_run_is_one_warning_and_results_stay(write_config, tmp_path, monkeypatch):
-    use_instant_executor(monkeypatch)
+    executor = use_instant_executor(monkeypatch)
     from bench.tracking import MlflowTracker
 
     calls = []
@@ -95,6 +95,7 @@ def test_store_lost_mid_run_is_one_warning_and_results_stay(write_config, tmp_pa
     suite_dir = cfg.results_dir / "mini"
     assert len(list(suite_dir.glob("*/result.json"))) == 2
     assert (suite_dir / "summary.csv").read_text().count("\n") == 3
+    assert executor.reports == [["constant", "nearest-neighbour"]]  # the report is still built
     warnings = [m for m in messages if m.startswith("warning: tracking")]
     assert len(warnings) == 1 and "ConnectionError" in warnings[0] and "bench track --suite mini" in warnings[0]
 
