@@ -198,9 +198,13 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     counts = track_suite(cfg, args.suite)
+    if counts["problem"]:
+        print(f"error: tracking failed after {counts['mirrored']} result(s) were mirrored: {counts['problem']}",
+              file=sys.stderr)
+        return 1
     print(f"suite {args.suite}: {counts['mirrored']} result(s) mirrored now, {counts['present']} already in "
           f"MLflow, {counts['missing']} job(s) without a result")
-    return 1 if counts["problem"] else 0
+    return 0
 
 
 def port_in_use(host: str, port: int) -> bool:
