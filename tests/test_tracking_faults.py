@@ -155,3 +155,20 @@ def test_two_suites_create_one_fresh_store_at_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert all(out.strip() == "started" for out, _ in outputs)
     assert len(runs(uri, "t/one")[0]) == 1 and len(runs(uri, "t/two")[0]) == 1
+
+
+def test_track_that_loses_the_store_is_an_error(write_config, tmp_path, monkeypatch, capsys):
+    use_instant_executor(monkeypatch)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    path = write_config(SUITE.format(kind="none", uri=uri))
+    run_suite(load_config(path), "mini", echo=lambda _: None)
+    from bench.tracking import MlflowTracker
+
+    def gone(self, job, result, cached=False):
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(MlflowTracker, "log_job", gone)
+    assert main(["track", "--suite", "mini", "--config", str(path), "--set", "tracking.kind=mlflow"]) == 1
+    captured = capsys.readouterr()
+    assert "tracking failed after 0 result(s) were mirrored: ConnectionError" in captured.err
+    assert "Traceback" not in captured.err + captured.out
