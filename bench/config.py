@@ -89,16 +89,36 @@ class EvalConfig(_Strict):
 
 
 class LatencyConfig(_Strict):
-    """The latency phase: a fixed image set, warm-up, batch sizes and the knobs swept."""
+    """The latency phase: a fixed image set, warm-up, repeats, batch sizes and the values swept.
 
-    images: int = Field(16, ge=1, description="the first N images of the eval split")
+    Which knobs are swept is the captioner's declaration (its `cost=True` knobs); `sweep` only chooses
+    their values (a knob not named keeps its own `sweep`). `lengths`: forced generated lengths, for
+    captioners with the `forced_length` probe. The former `steps` / `num_beams` keys still work: they
+    are read as `sweep: {steps: [...]}` / `sweep: {num_beams: [...]}`.
+    """
+
+    images: int = Field(16, ge=1, description="the first N readable images of the eval split")
     warmup: int = Field(1, ge=0)
+    repeats: int = Field(3, ge=1, description="times every image is timed at batch 1 (median and spread)")
     batch_sizes: list[int] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
-    steps: list[int] = Field(default_factory=lambda: [1, 2, 5, 10, 20, 30, 50],
-                             description="diffusion sampling iterations")
-    num_beams: list[int] = Field(default_factory=lambda: [1, 3, 5], description="autoregressive beams")
+    sweep: dict[str, list[Any]] = Field(default_factory=dict, description="knob -> values timed at batch 1")
     lengths: list[int] = Field(default_factory=lambda: [8, 10, 12, 14, 16, 18, 20],
-                               description="autoregressive forced generated length (tokens)")
+                               description="forced generated lengths (tokens), forced_length probe")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_knob_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"steps", "num_beams"} & set(data):
+            data = dict(data)
+            sweep = dict(data.get("sweep") or {})
+            for key in ("steps", "num_beams"):
+                if key in data:
+                    values = data.pop(key)
+                    if key in sweep and sweep[key] != values:
+                        raise ValueError(f"{key} given twice, as latency.{key} and latency.sweep.{key}: keep one")
+                    sweep[key] = values
+            data["sweep"] = sweep
+        return data
 
 
 class ErrpropConfig(_Strict):

@@ -6,6 +6,11 @@ result.json with the error and traceback; the caller's other jobs go on.
 
 A job with more than one worker runs its phases in Ray Train workers (bench/executors/ray_train.py):
 every rank runs `run_phases`, rank 0 alone writes files, scores, and measures latency and errprop.
+
+An executor may defer phases (`job.extra["defer"]`, e.g. ["latency"], to run them later where no other
+job shares the machine): the phases named are skipped and the result is `partial` (not finished, so a
+rerun completes it); running the job again without `defer` finds the other phases' files, redoes none
+of them, runs the deferred ones, and writes the complete result.json.
 """
 
 from __future__ import annotations
@@ -59,12 +64,17 @@ def run_job(job: Job) -> dict[str, Any]:
         "phases": list(job.phases), "status": "running", "host": os.uname().nodename,
     }
     started = time.time()
-    write_json(job.dir / "worker.json", {"pid": os.getpid(), "host": result["host"], "started": started})
+    earlier = _partial(job)  # a first step that ran every phase but the deferred ones
+    if not earlier:
+        write_json(job.dir / "worker.json", {"pid": os.getpid(), "host": result["host"], "started": started})
     monitor = SystemMonitor(interval=job.extra.get("sysmon_interval", 5.0))
+    deferred = [p for p in job.extra.get("defer", ()) if p in job.phases]
     try:
         with monitor, library_logs_to(log.path):
             result.update(_run_phases(job, log))
-        result["status"] = "ok"
+        result["status"] = "partial" if deferred else "ok"
+        if deferred:
+            result["deferred"] = deferred
     except BaseException as err:  # noqa: BLE001 - a job's failure is data, not a crash of the suite
         result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
         log(f"FAILED: {type(err).__name__}: {err}")
@@ -73,10 +83,29 @@ def run_job(job: Job) -> dict[str, Any]:
             write_json(job.dir / RESULT, {**result, "seconds": time.time() - started})
             raise
     finally:
-        write_json(job.dir / "system_metrics.json", monitor.samples)
-    result["seconds"] = time.time() - started
+        write_json(job.dir / "system_metrics.json", earlier.get("system_metrics", []) + monitor.samples)
+    result["seconds"] = time.time() - started + earlier.get("seconds", 0.0)
     write_json(job.dir / RESULT, result)
     return result
+
+
+def _partial(job: Job) -> dict[str, Any]:
+    """What a deferring first step of this job recorded (seconds, system metrics), else {}."""
+    path = job.dir / RESULT
+    try:
+        previous = read_json(path) if path.is_file() else {}
+    except ValueError:
+        return {}
+    if previous.get("status") != "partial" or job.extra.get("defer"):
+        return {}
+    metrics = job.dir / "system_metrics.json"
+    return {"seconds": float(previous.get("seconds", 0.0)),
+            "system_metrics": read_json(metrics) if metrics.is_file() else []}
+
+
+def _now(job: Job, phase: str) -> bool:
+    """Whether `phase` runs in this step: the job has it and the executor did not defer it."""
+    return phase in job.phases and phase not in job.extra.get("defer", ())
 
 
 def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
@@ -139,22 +168,23 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
             shutil.rmtree(job.dir / "train_state", ignore_errors=True)  # the saved model supersedes it
         out["train"] = report
     out["paradigm"] = cls.paradigm
+    out["model_info"] = cls.describe(job.model)  # knobs, probes, pre-training: what reports read
     out["parameters"] = captioner.num_parameters()
     out["train_seconds"] = out["train"].get("seconds", 0.0) + out["train"].get("prepare_seconds", 0.0)
 
-    if "eval" in job.phases:
+    if _now(job, "eval"):
         from bench.phases.evaluate import eval_phase
 
         out["metrics"] = eval_phase(job, task, captioner, log)
     if not main:
         return None  # the other ranks helped train and caption; rank 0 measures the rest alone
-    if "latency" in job.phases:
+    if _now(job, "latency"):
         from bench.phases.latency import latency_phase
 
         out["latency"] = latency_phase(job, task, captioner, log)
         metrics = out.setdefault("metrics", {})
         metrics.update({k: v for k, v in out["latency"].items() if isinstance(v, int | float)})
-    if "errprop" in job.phases:
+    if _now(job, "errprop"):
         from bench.phases.errprop import errprop_phase
 
         out["errprop"] = errprop_phase(job, task, captioner, log)

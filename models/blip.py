@@ -57,9 +57,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench.api import Captioner, CaptionerConfig, Knob, VariantInfo
+from bench.api import Captioner, CaptionerConfig, Generation, Knob, VariantInfo
 from bench.metrics.errprop import WORD
 from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
+from models.counting import counted_calls, tokens_before_end
 from models.imaging import augment
 from models.weights import (
     bert_vocab_dir,
@@ -285,11 +286,18 @@ class BlipCaptioner(ForcedPrefixProbes, Captioner):
     def caption(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
         """Captions without the prompt; knobs: num_beams, max_length, min_length, max_new_tokens,
         min_new_tokens, prompt (defaults: `default_decoding()`)."""
+        return self.generate(pixel_values, **decoding).captions
+
+    def generate(self, pixel_values: torch.Tensor, **decoding: Any) -> Generation:
+        """Captions with the text-decoder passes actually run and the tokens generated before [SEP]
+        (the prompt not counted; the image encoder's one pass is not a decoder pass)."""
         prompt = decoding.get("prompt")
         prompt = self.config.prompt if prompt is None else prompt
-        ids = self.generate_ids(pixel_values, **decoding)
+        with counted_calls(self.module.text_decoder) as passes:
+            ids = self.generate_ids(pixel_values, **decoding)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return [strip_prompt(t, prompt) for t in texts]
+        return Generation([strip_prompt(t, prompt) for t in texts], [passes[0]] * len(ids),
+                          tokens_before_end(ids, {self.sep_id, self.pad_id}))
 
     # -- error-propagation probes -------------------------------------------------------------
     @torch.no_grad()

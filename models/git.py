@@ -46,9 +46,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bench.api import Captioner, CaptionerConfig, Knob, VariantInfo
+from bench.api import Captioner, CaptionerConfig, Generation, Knob, VariantInfo
 from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
 from models.blip import groups_by_length, word_pieces, words_correct
+from models.counting import counted_calls, tokens_before_end
 from models.imaging import augment
 from models.text import normalise_caption
 from models.weights import (
@@ -208,8 +209,16 @@ class GitCaptioner(ForcedPrefixProbes, Captioner):
     def caption(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
         """Captions; knobs: num_beams, max_new_tokens (or max_length), min_new_tokens (or min_length),
         length_penalty (defaults: `default_decoding()`)."""
-        ids = self.generate_ids(pixel_values, **decoding)
-        return [" ".join(t.split()) for t in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return self.generate(pixel_values, **decoding).captions
+
+    def generate(self, pixel_values: torch.Tensor, **decoding: Any) -> Generation:
+        """Captions with the network passes actually run (one per generation step; GIT's decoder and
+        image tokens are one transformer) and the tokens generated before [SEP]."""
+        with counted_calls(self.module) as passes:
+            ids = self.generate_ids(pixel_values, **decoding)
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return Generation([" ".join(t.split()) for t in texts], [passes[0]] * len(ids),
+                          tokens_before_end(ids, {self.eos_id, self.pad_id}))
 
     # -- error-propagation probes -------------------------------------------------------------
     @torch.no_grad()

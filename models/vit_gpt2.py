@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
-from bench.api import VariantInfo
+from bench.api import Generation, VariantInfo
 from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
+from models.counting import counted_calls, tokens_before_end
 from models.scratch import ScratchCaptioner, ScratchConfig
 from models.text import BOS, EOS, PAD
 
@@ -95,16 +96,25 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
     @torch.no_grad()
     def caption(self, pixel_values: torch.Tensor, num_beams: int | None = None,
                 max_new_tokens: int | None = None, min_new_tokens: int = 0) -> list[str]:
+        return self.generate(pixel_values, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                             min_new_tokens=min_new_tokens).captions
+
+    @torch.no_grad()
+    def generate(self, pixel_values: torch.Tensor, num_beams: int | None = None,
+                 max_new_tokens: int | None = None, min_new_tokens: int = 0) -> Generation:
+        """Captions with the decoder passes actually run and the tokens generated before [EOS]."""
         assert self.tokenizer is not None
         self.module.eval()
-        out = self.module.generate(
-            pixel_values=pixel_values,
-            num_beams=num_beams or self.config.num_beams,
-            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
-            min_new_tokens=min_new_tokens,  # forcing a length (latency vs length) bans [EOS] until then
-            do_sample=False,
-        )
-        return [self.tokenizer.decode(row) for row in out.tolist()]
+        with counted_calls(self.module.decoder) as passes:  # the encoder runs once, outside the count
+            out = self.module.generate(
+                pixel_values=pixel_values,
+                num_beams=num_beams or self.config.num_beams,
+                max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+                min_new_tokens=min_new_tokens,  # forcing a length (latency vs length) bans [EOS] until then
+                do_sample=False,
+            )
+        tokens = tokens_before_end(out[:, 1:], {EOS, PAD})  # out starts with the decoder start [BOS]
+        return Generation([self.tokenizer.decode(row) for row in out.tolist()], [passes[0]] * len(out), tokens)
 
     @torch.no_grad()
     def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]],

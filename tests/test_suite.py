@@ -62,7 +62,10 @@ def test_suite_runs_records_failures_and_resumes(write_config):
     assert latency["batch1"]["images"] == 2 and latency["environment"]["device_type"] == "cpu"
     assert [r["setting"] for r in latency["sweeps"]["length"]] == [
         {"min_new_tokens": 3, "max_new_tokens": 3}, {"min_new_tokens": 5, "max_new_tokens": 5}]
-    assert [r["network_evals"] for r in latency["sweeps"]["num_beams"]] == [12, 24]  # 12 tokens x beams
+    for row in latency["sweeps"]["num_beams"]:  # actual decoder passes and tokens, at most 12
+        assert row["value"] == row["setting"]["num_beams"] and 1 <= row["network_evals"] <= 12
+        assert row["tokens_per_caption"] == [len(c.split()) for c in row["captions"]]
+    assert latency["batch1"]["repeats"] == 3 and latency["environment"]["dtype"] == "float32"
     errprop = read_json(job_dir / "errprop.json")
     assert {"quality_by_length", "free_running", "teacher_forced", "exposure_gap", "injection",
             "repetition_rate"} <= set(errprop)

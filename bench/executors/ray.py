@@ -9,6 +9,13 @@ returns a failed result, and the other jobs go on.
 A job with more than one worker (data parallel) is one Ray task that asks for nothing itself: it starts
 a Ray Train run (bench/executors/ray_train.py) whose workers hold the job's CPUs and GPUs, so the
 task does not sit on resources its own workers wait for. Ray Train retries those workers.
+
+Latency is never measured beside another job's work. A job with the latency phase runs in two steps:
+first every other phase (`extra["defer"] = ["latency"]`, result `partial`), then, once that step is
+done, the latency phase alone in one process (the share of one of the job's workers) in a task that
+asks for a whole node, every CPU and GPU it has, so Ray runs nothing else there meanwhile. Nodes take
+latency steps in turn; a node holds one at a time. The second step rewrites result.json whole (its
+other phases are read back from their files), and only then is the job's result handed on.
 """
 
 from __future__ import annotations
@@ -123,12 +130,19 @@ class RayExecutor:
         import ray
 
         total = self._init()
-        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        nodes = [n.get("Resources", {}) for n in alive]
         self.check_resources(jobs, total, nodes)
         self.check_shared_results(jobs[0].results_dir)
         remote = ray.remote(_run_remote)
-        pending = {}
-        for job in jobs:
+        pending: dict[Any, tuple[Job, str]] = {}  # ref -> (job, "main" | "latency")
+        turn = [0]  # round-robin over the nodes that can hold a latency step
+
+        def submit(job: Job) -> None:
+            if "latency" in job.phases and set(job.phases) - {"latency"}:
+                job = replace(job, extra={**job.extra, "defer": ["latency"]})
+            elif "latency" in job.phases:
+                return submit_latency(job)
             if job.workers > 1:  # its Ray Train workers hold the resources and are retried by Ray Train
                 job = replace(job, extra={**job.extra, "max_retries": self.config.max_retries})
                 options = {"num_cpus": 0, "num_gpus": 0}
@@ -136,12 +150,23 @@ class RayExecutor:
                 options = {"num_cpus": job.cpus, "num_gpus": job.gpus}
             ref = remote.options(**options, max_retries=self.config.max_retries, retry_exceptions=False,
                                  name=job.job_id).remote(job)
-            pending[ref] = job
+            pending[ref] = (job, "main")
+
+        def submit_latency(job: Job) -> None:
+            step = latency_step(job)
+            node = whole_node(step, alive, turn[0])
+            turn[0] += 1
+            ref = remote.options(**node, max_retries=self.config.max_retries, retry_exceptions=False,
+                                 name=f"{job.job_id}__latency").remote(step)
+            pending[ref] = (job, "latency")
+
+        for job in jobs:
+            submit(job)
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    job = pending.pop(ref)
+                    job, step = pending.pop(ref)
                     try:
                         result = ray.get(ref)
                     except Exception as err:  # noqa: BLE001 - the worker died, or Ray failed the task
@@ -149,8 +174,36 @@ class RayExecutor:
                         from bench.results import RESULT, write_json
 
                         write_json(job.dir / RESULT, result)
-                    on_result(job, result)
+                    if step == "main" and result.get("status") == "partial":
+                        submit_latency(job)
+                    else:
+                        on_result(job, result)
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
+
+
+def latency_step(job: Job) -> Job:
+    """The job's latency step: every phase, none deferred (the others resume from their files), in one
+    process with the resources of one of the job's workers (so latency means the same for any count)."""
+    extra = {k: v for k, v in job.extra.items() if k not in ("defer", "max_retries")}
+    extra["latency_step_of"] = {"workers": job.workers, "cpus": job.cpus, "gpus": job.gpus}
+    return replace(job, workers=1, cpus=job.cpus / job.workers, gpus=job.gpus / job.workers, extra=extra)
+
+
+def whole_node(step: Job, alive: list[dict[str, Any]], turn: int) -> dict[str, Any]:
+    """Ray options that hold a whole node able to run `step`: all its CPUs and GPUs, pinned to it.
+
+    Nodes are taken in turn (`turn`); one that cannot run the step (no GPU for a GPU job) is passed over.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    able = [n for n in sorted(alive, key=lambda n: n["NodeID"])
+            if n["Resources"].get("CPU", 0) >= step.cpus and n["Resources"].get("GPU", 0) >= step.gpus]
+    if not able:
+        raise ConfigError(f"no Ray node has {step.cpus:g} CPU(s) and {step.gpus:g} GPU(s) for the latency "
+                          f"of {step.label} on {step.task}")
+    node = able[turn % len(able)]
+    return {"num_cpus": node["Resources"].get("CPU", 0), "num_gpus": node["Resources"].get("GPU", 0),
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)}

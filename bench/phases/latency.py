@@ -1,8 +1,13 @@
-"""The latency phase: batch-1 latency, throughput, and latency against each decoding knob.
+"""The latency phase: batch-1 latency with its spread, throughput, and latency against each cost knob.
 
-Diffusion captioners are swept over sampling steps; autoregressive ones over beam size and over a
-forced generated length (min = max new tokens = L, LaDiC's figure 2a). Quality at each step count
-comes from the eval phase's sweep, so quality-vs-latency curves share one step grid.
+What is swept is read from the captioner, never from its paradigm: every knob it declares with
+`cost=True` (over the suite's `latency.sweep` values for that knob, else the knob's own `sweep`), and,
+when it declares the `forced_length` probe, a forced generated length (`latency.lengths`, through
+`forced_length_decoding`: LaDiC's figure 2a). Quality at each knob value comes from the eval phase's
+sweep, so quality-vs-latency curves share one grid.
+
+The executors run this phase apart from every other job's work (bench/executors/ray.py holds a whole
+node for it), so the numbers are not those of a shared machine.
 """
 
 from __future__ import annotations
@@ -10,50 +15,80 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench.api import PROBE_FORCED_LENGTH
 from bench.plan import Job
 from bench.results import read_json, write_json
 
+LENGTH = "length"  # the sweep of a forced generated length, beside the knobs' own names
 
-def sweep_settings(paradigm: str, cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    if paradigm == "diffusion":
-        return {"steps": [{"steps": s} for s in cfg["steps"]]}
-    if paradigm == "autoregressive":
-        return {"num_beams": [{"num_beams": b} for b in cfg["num_beams"]],
-                "length": [{"min_new_tokens": n, "max_new_tokens": n} for n in cfg["lengths"]]}
-    return {}
+
+def sweep_settings(captioner, cfg: dict[str, Any]) -> dict[str, tuple[list[Any], list[dict[str, Any]]]]:
+    """Sweep name -> (values, decoding overrides), from the captioner's declarations and `cfg`.
+
+    A value the knob does not accept is a ValueError naming `latency.sweep.<knob>`.
+    """
+    chosen = cfg.get("sweep") or {}
+    out: dict[str, tuple[list[Any], list[dict[str, Any]]]] = {}
+    for knob in captioner.knobs:
+        if not knob.cost:
+            continue
+        values = list(chosen.get(knob.name) or knob.sweep)
+        if values:
+            settings = [captioner.check_decoding({knob.name: v}, f"latency.sweep.{knob.name}") for v in values]
+            out[knob.name] = (values, settings)
+    lengths = list(cfg.get("lengths") or [])
+    if PROBE_FORCED_LENGTH in captioner.probes and lengths:
+        out[LENGTH] = (lengths, [captioner.forced_length_decoding(n) for n in lengths])
+    return out
 
 
 def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
-    from bench.metrics.latency import batch1_latency, environment, latency_sweep, throughput
+    from bench import samples as images
+    from bench.metrics.latency import batch1_latency, environment, latency_sweep, observed_dtypes, throughput
 
     path = job.dir / "latency.json"
     if path.is_file():
         log("latency found; not measuring again")
-        return _headline(read_json(path))
+        return headline(read_json(path))
     cfg = job.latency
-    samples = task.samples(job.eval["split"])[: cfg["images"]]
-    pixels = torch.stack([captioner.preprocess(s.load_image(), train=False) for s in samples])
+    kept, pixels, skipped = images.readable(task.samples(job.eval["split"]), captioner, cfg["images"])
+    if pixels is None:
+        raise RuntimeError(f"latency: no readable image in the {job.eval['split']} split of {job.task}")
     decoding = {**captioner.default_decoding(), **job.decoding}
-    log(f"latency on {len(samples)} images, batch sizes {cfg['batch_sizes']}")
+    repeats, warmup = int(cfg.get("repeats", 1)), cfg["warmup"]
+    sweeps = sweep_settings(captioner, cfg)
+    log(f"latency on {len(kept)} images x {repeats} repeats, batch sizes {cfg['batch_sizes']}, "
+        f"sweeps {', '.join(sweeps) or 'none'}")
     with torch.inference_mode():
+        dtypes = observed_dtypes(captioner, lambda: captioner.generate(pixels[:1].to(captioner.device), **decoding))
         report: dict[str, Any] = {
-            "environment": environment(captioner.device), "decoding": decoding,
-            "batch1": batch1_latency(captioner, pixels, decoding, cfg["warmup"]),
-            "throughput": throughput(captioner, pixels, decoding, cfg["batch_sizes"], cfg["warmup"]),
+            "environment": environment(captioner.device, dtypes), "decoding": decoding,
+            "images_skipped": list(skipped),
+            "batch1": batch1_latency(captioner, pixels, decoding, warmup, repeats),
+            "throughput": throughput(captioner, pixels, decoding, cfg["batch_sizes"], warmup),
+            "knobs": {k.name: k.label or k.name for k in captioner.knobs if k.name in sweeps},
             "sweeps": {},
         }
-        for knob, settings in sweep_settings(captioner.paradigm, cfg).items():
-            report["sweeps"][knob] = latency_sweep(captioner, pixels, decoding, settings, cfg["warmup"])
+        for name, (values, settings) in sweeps.items():
+            report["sweeps"][name] = latency_sweep(captioner, pixels, decoding, settings, warmup, repeats, values)
     write_json(path, report)
     b1 = report["batch1"]
-    log(f"latency: median {1000 * b1['median_s']:.1f} ms/image at batch 1, p90 {1000 * b1['p90_s']:.1f} ms")
-    return _headline(report)
+    log(f"latency: median {1000 * b1['median_s']:.1f} ms/image at batch 1 (IQR {1000 * b1['iqr_s']:.1f} ms over "
+        f"{repeats} repeats), {b1['network_evals']} network evals and {b1['tokens']} tokens per caption, "
+        f"{report['environment']['dtype']}")
+    return headline(report)
 
 
-def _headline(report: dict[str, Any]) -> dict[str, Any]:
+def headline(report: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of latency.json that go into result.json's metrics."""
+    b1 = report["batch1"]
     best = max((r.get("images_per_s", 0.0) for r in report["throughput"]), default=0.0)
-    return {"latency_median_s": report["batch1"]["median_s"], "latency_p90_s": report["batch1"]["p90_s"],
-            "throughput_images_per_s": best, "network_evals": report["batch1"]["network_evals"],
-            "device": report["environment"]["device"]}
+    out = {"latency_median_s": b1["median_s"], "latency_p90_s": b1["p90_s"],
+           "throughput_images_per_s": best, "network_evals": b1["network_evals"],
+           "device": report["environment"]["device"], "dtype": report["environment"].get("dtype", "")}
+    for key, name in (("iqr_s", "latency_iqr_s"), ("std_s", "latency_std_s"), ("tokens", "tokens_per_caption")):
+        if b1.get(key) is not None:
+            out[name] = b1[key]
+    return out
