@@ -297,7 +297,7 @@ class BlipCaptioner(ForcedPrefixProbes, Captioner):
             ids = self.generate_ids(pixel_values, **decoding)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return Generation([strip_prompt(t, prompt) for t in texts], [passes[0]] * len(ids),
-                          tokens_before_end(ids, {self.sep_id, self.pad_id}))
+                          tokens_before_end(ids, {self.sep_id}))
 
     # -- error-propagation probes -------------------------------------------------------------
     @torch.no_grad()

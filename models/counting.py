@@ -32,7 +32,8 @@ def counted_calls(module: torch.nn.Module) -> Iterator[list[int]]:
 
 
 def tokens_before_end(ids: torch.Tensor, end_ids: set[int]) -> list[int]:
-    """Per row of generated ids (prompt removed), the tokens before the first end (or padding) id."""
+    """Per row of generated ids (prompt removed), the tokens before the first end id (what follows it
+    is padding: a finished row waits for its batch mates)."""
     counts = []
     for row in ids.tolist():
         stop = next((i for i, token in enumerate(row) if token in end_ids), len(row))

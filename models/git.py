@@ -218,7 +218,7 @@ class GitCaptioner(ForcedPrefixProbes, Captioner):
             ids = self.generate_ids(pixel_values, **decoding)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return Generation([" ".join(t.split()) for t in texts], [passes[0]] * len(ids),
-                          tokens_before_end(ids, {self.eos_id, self.pad_id}))
+                          tokens_before_end(ids, {self.eos_id}))
 
     # -- error-propagation probes -------------------------------------------------------------
     @torch.no_grad()

@@ -113,7 +113,7 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
                 min_new_tokens=min_new_tokens,  # forcing a length (latency vs length) bans [EOS] until then
                 do_sample=False,
             )
-        tokens = tokens_before_end(out[:, 1:], {EOS, PAD})  # out starts with the decoder start [BOS]
+        tokens = tokens_before_end(out[:, 1:], {EOS})  # out starts with the decoder start [BOS]
         return Generation([self.tokenizer.decode(row) for row in out.tolist()], [passes[0]] * len(out), tokens)
 
     @torch.no_grad()
