@@ -51,6 +51,20 @@ def _latency(decoding: dict, median: float, sweeps: dict) -> dict:
             "sweeps": sweeps}
 
 
+#: What `Captioner.describe` records for vit-gpt2-mini (new results); ladic-mini's files are older.
+VIT_INFO = {"paradigm": "autoregressive", "pretraining": "none", "probes": ["forced_length", "raw"],
+            "knobs": [{"name": "num_beams", "type": "int", "default": None, "sweep": [1, 3, 5], "cost": True,
+                       "label": "beam size"},
+                      {"name": "max_new_tokens", "type": "int", "default": None, "sweep": [], "cost": False,
+                       "label": "max_new_tokens"}]}
+
+
+def _new_format(latency: dict, shift: float) -> dict:
+    """Latency as the phase writes it now: repeats with their spread, tokens as generated."""
+    latency["batch1"].update(repeats=3, iqr_s=0.002 + shift, std_s=0.001, tokens=9.0, network_evals=10.0)
+    return latency
+
+
 def _lat_row(setting: dict, median: float, evals: int) -> dict:
     return {"setting": setting, "median_s": median, "p90_s": 1.1 * median, "mean_s": median, "images": 8,
             "network_evals": evals}
@@ -66,7 +80,7 @@ def _by_length(base: float, slope: float) -> list[dict]:
 
 
 def _job(suite: Path, label: str, model: str, paradigm: str, seed: int, order: int, params: int,
-         files: dict, status: str = "ok") -> dict:
+         files: dict, status: str = "ok", model_info: dict | None = None) -> dict:
     job_id = f"{label}__{TASK}__seed{seed}__{order:012d}"
     job = suite / job_id
     job.mkdir(parents=True)
@@ -76,6 +90,8 @@ def _job(suite: Path, label: str, model: str, paradigm: str, seed: int, order: i
               "metrics": {"images_scored": 100}}
     if status != "ok":
         result["error"] = "RuntimeError: boom"
+    if model_info is not None:  # results written before model_info was recorded lack it
+        result["model_info"] = model_info
     files = {**files, "result.json": result, "worker.json": {"pid": 1, "host": "testhost", "started": STARTED}}
     for name, payload in files.items():
         (job / name).write_text(json.dumps(payload, indent=1, sort_keys=True))
@@ -107,17 +123,17 @@ def make_suite(root: Path) -> tuple[Path, list[dict]]:
             "sweep.json": [{"knob": "num_beams", "value": b, "corpus": {"BLEU-4": 0.35 + 0.01 * b, "ROUGE-L": 0.55,
                                                                          "CIDEr": 1.2 + 0.04 * b + shift},
                             "caption_seconds": 0.2 * b, "images": 100, "decode_cost": 24 * b} for b in (1, 3)],
-            "latency.json": _latency({"num_beams": 3, "max_new_tokens": 24}, 0.2 + shift, {
-                "num_beams": [_lat_row({"num_beams": b}, 0.08 * b + shift, 24 * b) for b in (1, 3)],
-                "length": [_lat_row({"min_new_tokens": n, "max_new_tokens": n}, 0.012 * n, n)
-                           for n in (8, 10, 12, 14, 16)]}),
+            "latency.json": _new_format(_latency({"num_beams": 3, "max_new_tokens": 24}, 0.2 + shift, {
+                "num_beams": [{**_lat_row({"num_beams": b}, 0.08 * b + shift, 9 + b), "value": b} for b in (1, 3)],
+                "length": [{**_lat_row({"min_new_tokens": n, "max_new_tokens": n}, 0.012 * n, n), "value": n}
+                           for n in (8, 10, 12, 14, 16)]}), shift),
             "errprop.json": {"unavailable": {}, "quality_by_length": _by_length(0.44, 0.02),
                              "free_running": _accuracy(0.85, 0.06), "teacher_forced": _accuracy(0.9, 0.02),
                              "exposure_gap": [], "repetition_rate": 0.01,
                              "injection": [{"position": k, "images": 30, "mean_changed_after": 2.0 - 0.2 * k,
                                             "cider_before": 1.3, "cider_after": 1.0, "cider_drop": 0.3}
                                            for k in range(6)]},
-        }))
+        }, model_info=VIT_INFO))
     nn_corpus = {"BLEU-4": 0.25, "METEOR": 0.22, "ROUGE-L": 0.5, "CIDEr": 0.8}
     results.append(_job(suite, "nearest-neighbour", "nearest-neighbour", "reference", 0, 2, 0, {
         "scores.json": _scores(nn_corpus, {}),
@@ -145,7 +161,7 @@ def test_files_written(report):
     for kind in ("main", "latency"):
         assert {f"{TASK}-{kind}.{ext}" for ext in ("md", "tex", "csv")} <= names
     figures = {n for n in names if n.endswith((".png", ".pdf"))}
-    for name in ("quality_vs_steps", "quality_vs_beams", "quality_vs_latency", "latency_vs_length",
+    for name in ("quality_vs_steps", "quality_vs_num_beams", "quality_vs_latency", "latency_vs_length",
                  "quality_by_length", "exposure_gap", "error_injection"):
         assert {f"{TASK}-{name}.png", f"{TASK}-{name}.pdf"} <= figures
     for path in paths:
@@ -211,6 +227,8 @@ def test_markdown_and_csv(report):
     assert [r["model"] for r in measured] == ["ladic-mini", "vit-gpt2-mini", "nearest-neighbour"]
     assert float(measured[1]["CIDEr_low"]) < float(measured[1]["CIDEr"]) < float(measured[1]["CIDEr_high"])
     assert measured[1]["CIDEr_best"] == "1" and measured[0]["CIDEr_best"] == "0"
+    # pre-training as the variant declares it; results without model_info say "unknown"
+    assert [r["pretraining"] for r in measured] == ["unknown", "none", "unknown"]
     assert all(r["source"].startswith("reported: ") for r in rows[3:]) and len(rows) > 3
     footer = (suite / "report" / f"{TASK}-main.csv").read_text().splitlines()[-6:]
     assert [line.split(":")[0] for line in footer] == ["# commit", "# packages", "# hardware", "# date",
@@ -220,7 +238,13 @@ def test_markdown_and_csv(report):
 def test_latency_table(report):
     suite, _ = report
     md = (suite / "report" / f"{TASK}-latency.md").read_text()
-    assert "default (steps=10)" in md and "steps=5" in md and "beams=3" in md and "length=16" in md
+    assert "default (steps=10)" in md and "steps=5" in md and "num_beams=3" in md and "length=16" in md
+    assert "default (num_beams=3)" in md  # named by the cost knob vit-gpt2 declares
+    vit = next(line for line in md.splitlines() if "default (num_beams=3)" in line)
+    cells = [c.strip() for c in vit.strip("|").split("|")]
+    assert cells[4] == "4.0" and cells[7:10] == ["10", "9", "float32"]  # IQR ms (seeds averaged), evals, tokens
+    ladic = next(line for line in md.splitlines() if "default (steps=10)" in line)
+    assert [c.strip() for c in ladic.strip("|").split("|")][4] == "–"  # one repeat recorded: no spread
     assert "105.0" in md and "(batch 16)" in md  # 64 ran out of memory: the largest measured is 16
     tex = (suite / "report" / f"{TASK}-latency.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex and "Test CPU" in tex

@@ -16,34 +16,6 @@ from typing import Any
 #: Columns of the main table, in order; all are "higher is better".
 METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 
-#: Pre-training data each captioner saw before this benchmark's own training, by registry name (exact
-#: name first, then the longest matching family prefix). Image counts are the image-text pre-training
-#: sets of the upstream checkpoints: BLIP base CapFilt-L 129M images (LaDiC's frozen ViT comes from it),
-#: GIT-base 4M images. `ladic-mini` starts from all-MiniLM-L6-v2's text encoder but no image weights.
-#: Reference baselines and every "-tiny"/"-scratch" variant start from random weights: "none".
-PRETRAINING: dict[str, str] = {
-    "constant": "none",
-    "nearest-neighbour": "none",
-    "vit-gpt2": "none",
-    "ladic-base": "129M images (ViT) + BERT text",
-    "ladic-mini": "text only (MiniLM)",
-    "ladic-tiny": "none",
-    "ladic": "unknown",
-    "blip-base": "129M images",
-    "blip-tiny": "none",
-    "git-base": "4M images",
-    "git-tiny": "none",
-}
-
-
-def pretraining(model: str) -> str:
-    """The pre-training data of a registered captioner name ('unknown' for names not in PRETRAINING)."""
-    if model in PRETRAINING:
-        return PRETRAINING[model]
-    prefixes = [p for p in PRETRAINING if model.startswith(p)]
-    return PRETRAINING[max(prefixes, key=len)] if prefixes else "unknown"
-
-
 def _read(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -103,8 +75,36 @@ class Entry:
         return sorted({int(r.result.get("seed", 0)) for r in self.runs})
 
     @property
+    def model_info(self) -> dict[str, Any]:
+        """The captioner's self-description recorded in result.json (`Captioner.describe`: knobs,
+        probes, pre-training); {} for results written before it was recorded."""
+        for run in self.runs:
+            info = run.result.get("model_info")
+            if isinstance(info, dict):
+                return info
+        return {}
+
+    @property
     def pretraining(self) -> str:
-        return pretraining(self.model)
+        """The pre-training data the variant declares (its VariantInfo), 'unknown' when not recorded."""
+        return str(self.model_info.get("pretraining") or "unknown")
+
+    def knob_label(self, name: str) -> str:
+        """A knob's axis label as the captioner declares it (the name when not recorded)."""
+        for knob in self.model_info.get("knobs", []):
+            if knob.get("name") == name:
+                return str(knob.get("label") or name)
+        return name
+
+    def cost_knobs(self) -> list[str]:
+        """The knobs the captioner declares as changing the decoding cost; for results written before
+        declarations were recorded, the knobs its latency phase swept."""
+        if self.model_info:
+            return [k["name"] for k in self.model_info.get("knobs", []) if k.get("cost")]
+        from bench.phases.latency import LENGTH
+
+        names = [n for run in self.runs if run.latency for n in run.latency.get("sweeps", {})]
+        return list(dict.fromkeys(n for n in names if n != LENGTH))
 
     def metric(self, name: str) -> tuple[float, float | None, float | None] | None:
         """(point, low, high) as fractions, each the mean over seeds; bounds None unless every seed has them."""

@@ -104,12 +104,20 @@ def _log_ticks(ax, values: list[float]) -> None:
     ax.xaxis.set_major_formatter(ScalarFormatter())
 
 
-def _log_axis(axis, set_scale) -> None:
-    """A log axis labelled with plain numbers (3, 10, 300), not powers of ten."""
+def _log_axis(axis, set_scale, values: list[float]) -> None:
+    """A log axis labelled with a few plain numbers (3, 10, 300), not powers of ten.
+
+    Fewer labels the more decades the data span, so they never run into each other at column width.
+    """
+    import math
+
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    positive = [v for v in values if v > 0]
+    decades = math.log10(max(positive) / min(positive)) if positive else 0.0
+    subs = (1.0, 2.0, 5.0) if decades < 1.2 else (1.0, 3.0) if decades < 2.5 else (1.0,)
     set_scale("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -138,7 +146,12 @@ def _knob_points(entry: Entry, knob: str) -> list[dict[str, Any]]:
     return points
 
 
-def quality_vs_knob(entries: list[Entry], styles: dict[str, Style], knob: str, xlabel: str):
+def _knob_label(entries: list[Entry], knob: str) -> str:
+    """The label the captioners declare for `knob` (the first that records one), else its name."""
+    return next((label for e in entries if (label := e.knob_label(knob)) != knob), knob)
+
+
+def quality_vs_knob(entries: list[Entry], styles: dict[str, Style], knob: str, xlabel: str | None = None):
     """CIDEr against a decoding knob for the models that swept it; the others as dotted lines."""
     swept = {e.label: pts for e in entries if len(pts := _knob_points(e, knob)) > 1}
     if not swept:
@@ -154,59 +167,87 @@ def quality_vs_knob(entries: list[Entry], styles: dict[str, Style], knob: str, x
         _log_ticks(ax, xs)
     else:
         _integer_ticks(ax)
-    ax.set(xlabel=xlabel, ylabel=CIDER)
+    ax.set(xlabel=xlabel or _knob_label(entries, knob), ylabel=CIDER)
     _legend(fig, styles, [*swept, *others],
             [("swept", "-"), ("default decoding only", ":")] if others else [])
     return fig
 
 
-def quality_vs_latency(entries: list[Entry], styles: dict[str, Style]):
-    """CIDEr against batch-1 latency: one point per decoding setting that has both measurements."""
-    curves = {}
-    for e in entries:
-        by_setting: dict[str, list[tuple[float, float]]] = {}  # seeds pooled per setting, then averaged
-        for run in e.runs:
-            if not run.latency:
+def _networkless(entry: Entry) -> bool:
+    """A reference that runs no network (its latency is a look-up, not decoding)."""
+    evals = [run.latency["batch1"].get("network_evals") for run in entry.runs if run.latency]
+    return bool(evals) and all(v == 0 for v in evals)
+
+
+def _latency_points(entry: Entry) -> list[dict[str, Any]]:
+    """(latency ms, CIDEr) per decoding setting with both measurements: each cost-knob value, else the
+    default; seeds pooled per setting, then averaged."""
+    from bench.phases.latency import LENGTH
+    from bench.report.tables import sweep_value
+
+    by_setting: dict[str, list[tuple[float, float]]] = {}
+    for run in entry.runs:
+        if not run.latency:
+            continue
+        decoding = run.latency.get("decoding", {})
+        seen = set()
+        for knob, rows in run.latency.get("sweeps", {}).items():
+            if knob == LENGTH:
                 continue
-            decoding = run.latency.get("decoding", {})
-            seen = set()
-            for knob in ("steps", "num_beams"):
-                quality = {str(r["value"]): r["corpus"]["CIDEr"] for r in run.sweep
-                           if r.get("knob") == knob and "CIDEr" in r.get("corpus", {})}
-                for row in run.latency.get("sweeps", {}).get(knob, []):
-                    value = str(row["setting"].get(knob))
-                    if value in quality:
-                        by_setting.setdefault(f"{knob}={value}", []).append(
-                            (1000 * row["median_s"], 100 * quality[value]))
-                        seen.add((knob, value))
-            default_seen = any((k, str(decoding.get(k))) in seen for k in ("steps", "num_beams"))
-            if not default_seen and run.corpus("CIDEr") is not None:
-                by_setting.setdefault("default", []).append(
-                    (1000 * run.latency["batch1"]["median_s"], 100 * run.corpus("CIDEr")))
-        if by_setting:
-            curves[e.label] = [{"x": sum(x for x, _ in v) / len(v), "y": sum(y for _, y in v) / len(v)}
-                               for _, v in sorted(by_setting.items())]
+            quality = {str(r["value"]): r["corpus"]["CIDEr"] for r in run.sweep
+                       if r.get("knob") == knob and "CIDEr" in r.get("corpus", {})}
+            for row in rows:
+                value = str(sweep_value(knob, row))
+                if value in quality:
+                    by_setting.setdefault(f"{knob}={value}", []).append((1000 * row["median_s"], 100 * quality[value]))
+                    seen.add((knob, value))
+        if not any((k, str(v)) in seen for k, v in decoding.items()) and run.corpus("CIDEr") is not None:
+            by_setting.setdefault("default", []).append(
+                (1000 * run.latency["batch1"]["median_s"], 100 * run.corpus("CIDEr")))
+    return [{"x": sum(x for x, _ in v) / len(v), "y": sum(y for _, y in v) / len(v)}
+            for _, v in sorted(by_setting.items())]
+
+
+def quality_vs_latency(entries: list[Entry], styles: dict[str, Style]):
+    """CIDEr against batch-1 latency, one point per decoding setting; references that run no network
+    are dotted lines at their CIDEr (a look-up's microseconds would only stretch the axis)."""
+    curves, references = {}, {}
+    for e in entries:
+        if _networkless(e):
+            if (value := _default_cider(e)) is not None:
+                references[e.label] = value
+        elif points := _latency_points(e):
+            curves[e.label] = points
     if not curves:
         return None
-    fig, (ax,) = _figure(legend_items=len(curves))
+    fig, (ax,) = _figure(legend_items=len(curves) + len(references) + 2)
     for label, points in curves.items():
         _line(ax, points, "x", "y", styles[label])
-    if _spread([p["x"] for pts in curves.values() for p in pts]) > 30:
-        _log_axis(ax.xaxis, ax.set_xscale)
+    for label, value in references.items():
+        _hline(ax, value, styles[label])
+    xs = [p["x"] for pts in curves.values() for p in pts]
+    if _spread(xs) > 10:
+        _log_axis(ax.xaxis, ax.set_xscale, xs)
     ax.set(xlabel=LATENCY, ylabel=CIDER)
-    _legend(fig, styles, list(curves))
+    _legend(fig, styles, [*curves, *references],
+            [("decoding settings", "-"), ("no network (reference)", ":")] if references else [])
     return fig
 
 
 def latency_vs_length(entries: list[Entry], styles: dict[str, Style]):
-    """Latency against a forced generated length (autoregressive); diffusion is flat (LaDiC fig. 2a)."""
+    """Latency against a forced generated length (captioners with the forced_length probe); the others,
+    which generate every length at once, are flat lines (LaDiC fig. 2a). References without a network
+    are left out."""
+    from bench.phases.latency import LENGTH
+    from bench.report.tables import sweep_value
+
     curves, flat = {}, {}
     for e in entries:
-        points = [{"x": float(row["setting"]["max_new_tokens"]), "y": 1000 * row["median_s"]}
-                  for run in e.runs if run.latency for row in run.latency.get("sweeps", {}).get("length", [])]
+        points = [{"x": float(sweep_value(LENGTH, row)), "y": 1000 * row["median_s"]}
+                  for run in e.runs if run.latency for row in run.latency.get("sweeps", {}).get(LENGTH, [])]
         if points:
             curves[e.label] = points
-        elif e.paradigm == "diffusion":
+        elif not _networkless(e):
             medians = [1000 * run.latency["batch1"]["median_s"] for run in e.runs if run.latency]
             if medians:
                 flat[e.label] = sum(medians) / len(medians)
@@ -220,10 +261,10 @@ def latency_vs_length(entries: list[Entry], styles: dict[str, Style]):
     _integer_ticks(ax)
     values = [p["y"] for pts in curves.values() for p in pts] + list(flat.values())
     if _spread(values) > 30:
-        _log_axis(ax.yaxis, ax.set_yscale)
+        _log_axis(ax.yaxis, ax.set_yscale, values)
     ax.set(xlabel="generated length (tokens)", ylabel="latency (ms / image)")
     _legend(fig, styles, [*curves, *flat],
-            [("forced length", "-"), ("fixed length (parallel)", ":")] if flat else [])
+            [("forced length", "-"), ("all lengths at once", ":")] if flat else [])
     return fig
 
 
@@ -314,14 +355,21 @@ def _save(fig, base: Path) -> list[Path]:
 
 
 FIGURES: dict[str, Callable[..., Any]] = {
-    "quality_vs_steps": lambda e, s: quality_vs_knob(e, s, "steps", "sampling steps"),
-    "quality_vs_beams": lambda e, s: quality_vs_knob(e, s, "num_beams", "beam size"),
     "quality_vs_latency": quality_vs_latency,
     "latency_vs_length": latency_vs_length,
     "quality_by_length": quality_by_length,
     "exposure_gap": exposure_gap,
     "error_injection": error_injection,
 }
+
+
+def figure_drawers(entries: list[Entry]) -> dict[str, Callable[..., Any]]:
+    """Every figure to draw: one `quality_vs_<knob>` per knob the eval phase swept (whatever knobs the
+    captioners declare), then the fixed ones."""
+    knobs = sorted({r["knob"] for e in entries for run in e.runs for r in run.sweep if "knob" in r})
+    drawers: dict[str, Callable[..., Any]] = {
+        f"quality_vs_{knob}": (lambda e, s, k=knob: quality_vs_knob(e, s, k)) for knob in knobs}
+    return {**drawers, **FIGURES}
 
 
 def make_figures(entries: list[Entry], styles: dict[str, Style], out_dir: Path, prefix: str = "") -> list[Path]:
@@ -332,7 +380,7 @@ def make_figures(entries: list[Entry], styles: dict[str, Style], out_dir: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     with sns.axes_style("whitegrid"), matplotlib.rc_context(RC):
-        for name, draw in FIGURES.items():
+        for name, draw in figure_drawers(entries).items():
             fig = draw(entries, styles)
             if fig is not None:
                 written += _save(fig, out_dir / f"{prefix}{name}")

@@ -3,8 +3,9 @@
 Main table: one row per model (seeds averaged), metrics x100 with one decimal and their 95% bootstrap
 interval, the best measured value of each column in bold (ties at the printed precision all bold).
 Published numbers go in rows of their own under a "reported" header and never take part in the bold.
-Latency table: per model, the default decoding (batch-1 latency, throughput at the largest batch that
-was measured, network evaluations), then one row per swept step count, beam size or forced length.
+Latency table: per model, the default decoding (batch-1 latency with its spread over repeats, throughput
+at the largest batch that was measured, network evaluations and tokens as run, the dtype), then one row
+per value of each sweep the captioner declared (its cost knobs, a forced generated length).
 """
 
 from __future__ import annotations
@@ -219,9 +220,6 @@ def main_csv(rows: list[MainRow], reported: list[MainRow], prov: Provenance) -> 
 
 # ---------------------------------------------------------------- latency table
 
-KNOB_NAMES = {"steps": "steps", "num_beams": "beams", "length": "length"}
-
-
 @dataclass
 class LatencyRow:
     model: str
@@ -232,23 +230,43 @@ class LatencyRow:
     network_evals: float | None
     throughput: float | None = None  # images/s at `batch` (default decoding only)
     batch: int | None = None
+    iqr_ms: float | None = None  # spread of the median over repeats (None: one repeat, or not recorded)
+    tokens: float | None = None  # tokens generated per caption, as run (None: not reported)
+    dtype: str = ""  # the compute dtype observed (default row only)
 
 
 def _mean(values: list[float]) -> float:
     return statistics.fmean(values)
 
 
-def _setting_value(knob: str, setting: dict[str, Any]) -> Any:
-    return setting.get("max_new_tokens") if knob == "length" else setting.get(knob)
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return None if not values or None in values else _mean(values)  # type: ignore[arg-type]
 
 
-def default_setting(paradigm: str, decoding: dict[str, Any]) -> str:
-    """The default decoding, named by the knob the paradigm sweeps."""
-    if paradigm == "diffusion" and "steps" in decoding:
-        return f"default (steps={decoding['steps']})"
-    if paradigm == "autoregressive" and "num_beams" in decoding:
-        return f"default (beams={decoding['num_beams']})"
-    return "default"
+def sweep_value(name: str, row: dict[str, Any]) -> Any:
+    """The swept value a latency row stands for (`value`; older files: read from the setting)."""
+    if "value" in row:
+        return row["value"]
+    from bench.phases.latency import LENGTH
+
+    return row["setting"].get("max_new_tokens") if name == LENGTH else row["setting"].get(name)
+
+
+def default_setting(cost_knobs: list[str], decoding: dict[str, Any]) -> str:
+    """The default decoding, named by the captioner's cost knobs, e.g. 'default (steps=10)'."""
+    named = [f"{k}={decoding[k]}" for k in cost_knobs if decoding.get(k) is not None]
+    return f"default ({', '.join(named)})" if named else "default"
+
+
+def _row(e: Entry, setting: str, batch1: list[dict[str, Any]]) -> LatencyRow:
+    """Seeds averaged; IQR only when every seed measured more than one repeat."""
+    iqrs = [b.get("iqr_s") if b.get("repeats", 1) > 1 else None for b in batch1]
+    iqr = _mean_or_none(iqrs)
+    tokens = _mean_or_none([b.get("tokens") for b in batch1])
+    return LatencyRow(e.label, e.paradigm, setting, 1000 * _mean([b["median_s"] for b in batch1]),
+                      1000 * _mean([b["p90_s"] for b in batch1]),
+                      _mean_or_none([b.get("network_evals") for b in batch1]),
+                      iqr_ms=None if iqr is None else 1000 * iqr, tokens=tokens)
 
 
 def latency_rows(entries: list[Entry]) -> list[LatencyRow]:
@@ -262,25 +280,23 @@ def latency_rows(entries: list[Entry]) -> list[LatencyRow]:
         sizes = [{t["batch_size"] for t in rep.get("throughput", []) if "images_per_s" in t} for rep in reports]
         common = set.intersection(*sizes) if sizes else set()
         batch = max(common) if common else None
-        tput = (_mean([next(t["images_per_s"] for t in rep["throughput"] if t.get("batch_size") == batch
-                             and "images_per_s" in t) for rep in reports]) if batch else None)
-        evals = [rep["batch1"].get("network_evals") for rep in reports]
-        rows.append(LatencyRow(e.label, e.paradigm, default_setting(e.paradigm, reports[0].get("decoding", {})),
-                               1000 * _mean([rep["batch1"]["median_s"] for rep in reports]),
-                               1000 * _mean([rep["batch1"]["p90_s"] for rep in reports]),
-                               None if None in evals else _mean(evals), tput, batch))
-        for knob in KNOB_NAMES:
+        first = _row(e, default_setting(e.cost_knobs(), reports[0].get("decoding", {})),
+                     [rep["batch1"] for rep in reports])
+        if batch:
+            first.throughput = _mean([next(t["images_per_s"] for t in rep["throughput"]
+                                           if t.get("batch_size") == batch and "images_per_s" in t)
+                                      for rep in reports])
+            first.batch = batch
+        first.dtype = "/".join(sorted({str(rep.get("environment", {}).get("dtype", "?")) for rep in reports}))
+        rows.append(first)
+        names = list(dict.fromkeys(n for rep in reports for n in rep.get("sweeps", {})))
+        for name in names:
             points: dict[Any, list[dict[str, Any]]] = {}
             for rep in reports:
-                for row in rep.get("sweeps", {}).get(knob, []):
-                    points.setdefault(_setting_value(knob, row["setting"]), []).append(row)
+                for row in rep.get("sweeps", {}).get(name, []):
+                    points.setdefault(sweep_value(name, row), []).append(row)
             for value in sorted(points, key=lambda v: (v is None, v)):
-                group = points[value]
-                evals = [g.get("network_evals") for g in group]
-                rows.append(LatencyRow(e.label, e.paradigm, f"{KNOB_NAMES[knob]}={value}",
-                                       1000 * _mean([g["median_s"] for g in group]),
-                                       1000 * _mean([g["p90_s"] for g in group]),
-                                       None if None in evals else _mean(evals)))
+                rows.append(_row(e, f"{name}={value}", points[value]))
     return rows
 
 
@@ -288,27 +304,34 @@ def _evals(v: float | None) -> str:
     return DASH if v is None else (f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}")
 
 
+def _ms(v: float | None) -> str:
+    return DASH if v is None else f"{v:.1f}"
+
+
 def _tput(r: LatencyRow) -> str:
     return DASH if r.throughput is None else f"{r.throughput:.1f} (batch {r.batch})"
 
 
-LATENCY_NOTE = ("Batch-1 latency: median and 90th percentile per image after warm-up; throughput: images/s at "
-                "the largest batch measured, default decoding only; network evaluations per caption. "
+LATENCY_NOTE = ("Batch-1 latency: median over repeats of the per-image median after warm-up, its interquartile "
+                "range over repeats, and the 90th percentile of every timed image; measured with no other job "
+                "on the machine. Throughput: images/s at the largest batch measured, default decoding only. "
+                "Network evaluations and tokens: per caption, as run (decoder passes until the caption ended). "
                 "Seeds averaged.")
 
 
 def latency_markdown(rows: list[LatencyRow], prov: Provenance) -> str:
-    head = ["model", "paradigm", "setting", "latency (ms/image)", "p90 (ms)", "throughput (images/s)",
-            "network evals"]
-    body = [[r.model, r.paradigm, r.setting, f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}", _tput(r),
-             _evals(r.network_evals)] for r in rows]
+    head = ["model", "paradigm", "setting", "latency (ms/image)", "IQR (ms)", "p90 (ms)", "throughput (images/s)",
+            "network evals", "tokens", "dtype"]
+    body = [[r.model, r.paradigm, r.setting, f"{r.median_ms:.1f}", _ms(r.iqr_ms), f"{r.p90_ms:.1f}", _tput(r),
+             _evals(r.network_evals), _evals(r.tokens), r.dtype] for r in rows]
     return _md_table(head, body) + "\n" + LATENCY_NOTE + "  \n\n" + footer_markdown(prov)
 
 
 def latency_latex(rows: list[LatencyRow], prov: Provenance, caption: str, label: str) -> str:
     lines = ["% Generated by `bench report` from the result files; do not edit. Needs \\usepackage{booktabs}.",
-             "\\begin{table}[t]", "\\centering", "\\small", "\\begin{tabular}{lllrrrr}", "\\toprule",
-             "Model & Paradigm & Setting & Latency (ms) & p90 (ms) & Throughput (img/s) & Net.\\ evals \\\\",
+             "\\begin{table}[t]", "\\centering", "\\small", "\\begin{tabular}{lllrrrrrrl}", "\\toprule",
+             "Model & Paradigm & Setting & Latency (ms) & IQR (ms) & p90 (ms) & Throughput (img/s) & "
+             "Net.\\ evals & Tokens & Dtype \\\\",
              "\\midrule"]
     previous = None
     for r in rows:
@@ -318,8 +341,9 @@ def latency_latex(rows: list[LatencyRow], prov: Provenance, caption: str, label:
         previous = r.model
         tput = "--" if r.throughput is None else f"{r.throughput:.1f} {{\\scriptsize (b{r.batch})}}"
         lines.append(" & ".join([tex_escape(r.model) if first else "", tex_escape(r.paradigm) if first else "",
-                                 tex_escape(r.setting), f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}", tput,
-                                 tex_escape(_evals(r.network_evals))]) + " \\\\")
+                                 tex_escape(r.setting), f"{r.median_ms:.1f}", tex_escape(_ms(r.iqr_ms)),
+                                 f"{r.p90_ms:.1f}", tput, tex_escape(_evals(r.network_evals)),
+                                 tex_escape(_evals(r.tokens)), tex_escape(r.dtype)]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     body = "\n".join(lines) + "\n"
     body += "\\par\\smallskip\n{\\footnotesize\\raggedright " + tex_escape(LATENCY_NOTE) + "\\par}\n"
@@ -328,11 +352,12 @@ def latency_latex(rows: list[LatencyRow], prov: Provenance, caption: str, label:
 
 
 def latency_csv(rows: list[LatencyRow], prov: Provenance) -> str:
-    header = ["model", "paradigm", "setting", "median_ms", "p90_ms", "throughput_images_per_s",
-              "throughput_batch_size", "network_evals"]
-    body = [[r.model, r.paradigm, r.setting, f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}",
-             "" if r.throughput is None else f"{r.throughput:.3f}", "" if r.batch is None else r.batch,
-             "" if r.network_evals is None else _evals(r.network_evals)] for r in rows]
+    header = ["model", "paradigm", "setting", "median_ms", "iqr_ms", "p90_ms", "throughput_images_per_s",
+              "throughput_batch_size", "network_evals", "tokens", "dtype"]
+    body = [[r.model, r.paradigm, r.setting, f"{r.median_ms:.3f}", "" if r.iqr_ms is None else f"{r.iqr_ms:.3f}",
+             f"{r.p90_ms:.3f}", "" if r.throughput is None else f"{r.throughput:.3f}",
+             "" if r.batch is None else r.batch, "" if r.network_evals is None else _evals(r.network_evals),
+             "" if r.tokens is None else _evals(r.tokens), r.dtype] for r in rows]
     return _csv(header, body) + footer_csv(prov)
 
 
