@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from bench.api import PROBE_FORCED_LENGTH, Knob
-from bench.metrics.latency import batch1_latency, environment, latency_sweep, observed_dtypes, spread, throughput
+from bench.metrics.latency import (
+    batch1_latency,
+    environment,
+    latency_sweep,
+    observed_dtypes,
+    spread,
+    throughput,
+)
 from bench.phases.latency import LENGTH, headline, sweep_settings
 from tests.dummy import DummyCaptioner, DummyConfig
 

@@ -291,3 +291,48 @@ def test_git_commit_of_this_checkout():
 
     commit = git_commit()
     assert commit == "unknown" or re.fullmatch(r"[0-9a-f]{12}", commit)
+
+
+def _tick_labels_overlap(fig) -> list[str]:
+    """Pairs of tick labels (in view) whose drawn boxes intersect, per axis."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    clashes = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            boxes = [(label.get_text(), label.get_window_extent(renderer))
+                     for label in axis.get_majorticklabels() if label.get_text()]  # the labels in view
+            clashes += [f"{a} / {b}" for i, (a, box) in enumerate(boxes) for b, other in boxes[i + 1:]
+                        if box.overlaps(other)]
+    return clashes
+
+
+def test_figures_legible_with_a_networkless_reference(tmp_path):
+    """A constant captioner (no network, microseconds) neither stretches the latency axis nor
+    crowds its labels; no figure has tick labels running into each other."""
+    import matplotlib
+    import seaborn as sns
+
+    from bench.report.data import load_entries
+    from bench.report.figures import RC, figure_drawers, model_styles
+
+    suite, results = make_suite(tmp_path)
+    constant = _latency({}, 1e-6, {})
+    constant["batch1"]["network_evals"] = 0
+    results.append(_job(suite, "constant", "constant", "reference", 0, 4, 0, {
+        "scores.json": _scores({"BLEU-4": 0.0, "CIDEr": 0.45}, {}), "latency.json": constant}))
+    entries, _ = load_entries(suite, results)
+    styles = model_styles([e.label for e in entries])
+    with sns.axes_style("whitegrid"), matplotlib.rc_context(RC):
+        drawn = {name: draw(entries, styles) for name, draw in figure_drawers(entries).items()}
+        assert {"quality_vs_steps", "quality_vs_num_beams", "quality_vs_latency", "latency_vs_length"} <= set(drawn)
+        for name, fig in drawn.items():
+            if fig is not None:
+                assert not _tick_labels_overlap(fig), name
+        ax = drawn["quality_vs_latency"].axes[0]
+        assert ax.get_xlim()[0] > 1  # ms: the constant is a dotted line at its CIDEr, not a point at 0.001
+        assert any(abs(line.get_ydata()[0] - 45.0) < 1e-9 for line in ax.get_lines() if len(line.get_ydata()))
+        assert ax.get_xlabel() == "latency (ms / image, batch 1)"
+        assert drawn["quality_vs_num_beams"].axes[0].get_xlabel() == "beam size"  # the declared label

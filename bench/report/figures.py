@@ -37,12 +37,18 @@ class Style:
     marker: str
 
 
+#: seaborn 'colorblind' colours in the order they are handed out: its orange (1) and vermillion (3)
+#: are hard to tell apart as thin lines, so they are kept as far apart in the order as can be.
+PALETTE_ORDER = (0, 1, 2, 4, 5, 9, 7, 3, 6, 8)
+
+
 def model_styles(labels: list[str]) -> dict[str, Style]:
-    """A fixed colour and marker per model label: sorted labels in order of seaborn's 'colorblind'."""
+    """A fixed colour and marker per model label: sorted labels in `PALETTE_ORDER` of 'colorblind'."""
     import seaborn as sns
 
     ordered = sorted(set(labels))
-    palette = sns.color_palette("colorblind", 10).as_hex()
+    base = sns.color_palette("colorblind", 10).as_hex()
+    palette = [base[i] for i in PALETTE_ORDER]
     return {label: Style(palette[i % len(palette)], MARKERS[i % len(MARKERS)]) for i, label in enumerate(ordered)}
 
 
