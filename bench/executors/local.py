@@ -1,4 +1,7 @@
-"""In-process executor: jobs run one after another in this process (debugging, tests)."""
+"""In-process executor: jobs run one after another in this process (debugging, tests).
+
+One job at a time, so a job's latency phase never shares the machine with another job's work.
+"""
 
 from __future__ import annotations
 
