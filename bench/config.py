@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Phase = Literal["train", "eval", "latency", "errprop"]
-PHASES: tuple[str, ...] = ("train", "eval", "latency", "errprop")
+Phase = Literal["train", "eval", "latency", "errprop", "diversity"]
+PHASES: tuple[str, ...] = ("train", "eval", "latency", "errprop", "diversity")
 
 
 class ConfigError(ValueError):
@@ -130,6 +130,14 @@ class ErrpropConfig(_Strict):
     batch_size: int = Field(50, ge=1)
 
 
+class DiversityConfig(_Strict):
+    """The diversity phase: k captions per image by each of the captioner's sampling methods."""
+
+    images: int = Field(100, ge=1, description="the first N readable images of the eval split")
+    k: int = Field(5, ge=2, description="captions sampled per image")
+    batch_size: int = Field(25, ge=1, description="images per sampling call")
+
+
 class ModelSpec(_Strict):
     """One row of a suite: a registered captioner and how to train and decode it."""
 
@@ -156,6 +164,7 @@ class SuiteConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     latency: LatencyConfig = LatencyConfig()
     errprop: ErrpropConfig = ErrpropConfig()
+    diversity: DiversityConfig = DiversityConfig()
     resources: Resources = Resources()
 
     @model_validator(mode="after")

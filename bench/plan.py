@@ -43,6 +43,7 @@ class Job:
     # Data-parallel processes (Ray Train) sharing `cpus` and `gpus`; not in the identity: 1 worker and
     # N workers give the same result (bench/train.py), so a rerun with another count finds it.
     workers: int = 1
+    diversity: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
         """What determines the result: the hash input."""
@@ -53,6 +54,8 @@ class Job:
             "eval": self.eval, "decoding": self.decoding, "sweep": self.sweep,
             "latency": self.latency if "latency" in self.phases else None,
             "errprop": self.errprop if "errprop" in self.phases else None,
+            # only where the phase runs, so the keys of jobs without it stay what they were
+            **({"diversity": self.diversity} if "diversity" in self.phases else {}),
         }
 
     @property
@@ -92,6 +95,7 @@ def _job(cfg: BenchConfig, suite_name: str, suite: SuiteConfig, spec: ModelSpec,
         sweep=sweep, latency=suite.latency.model_dump(),
         errprop=suite.errprop.model_dump(), cpus=resources.cpus, gpus=resources.gpus,
         workers=resources.num_workers, results_dir=str(cfg.results_dir),
+        diversity=suite.diversity.model_dump(),
     )
 
 

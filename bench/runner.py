@@ -189,6 +189,21 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
 
         out["errprop"] = errprop_phase(job, task, captioner, log)
         out.setdefault("metrics", {}).update(out["errprop"])
+    if "diversity" in job.phases:
+        _diversity(job, task, captioner, log, out)
     return out
+
+
+def _diversity(job: Job, task, captioner, log: Callable[[str], None], out: dict[str, Any]) -> None:
+    """The diversity phase, isolated: its failure is recorded and the earlier phases' outputs stand."""
+    from bench.phases.diversity import diversity_phase
+
+    try:
+        out["diversity"] = diversity_phase(job, task, captioner, log)
+    except Exception as err:  # noqa: BLE001 - a late phase failing never discards earlier ones
+        out["diversity"] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+        log(f"diversity phase FAILED: {type(err).__name__}: {err}")
+        return
+    out.setdefault("metrics", {}).update(out["diversity"].get("metrics", {}))
 
 

@@ -5,21 +5,57 @@ with the given forced words) and `teacher_forced_words`; this mixin turns them i
 probes (bench/api.py): injection (force the words before k and the wrong word, then continue greedily),
 the greedy decoding the probe and its baseline share, raw captions (autoregressive decoding has no
 de-duplication step: raw = caption), and a forced generated length (min = max new tokens).
+
+Sampling (diversity): every subclass funnels decoding through transformers' `module.generate`, so
+`sample_captions` runs the model's own `caption` (prompt, lengths, post-processing unchanged) with only
+the search replaced: nucleus sampling (top-p 0.9, temperature 1, no top-k cut, k sequences per image)
+or the top k beams of a k-beam search, the deterministic baseline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.api import (
     PROBE_FORCED_LENGTH,
     PROBE_INJECTION,
     PROBE_RAW,
+    PROBE_SAMPLING,
     PROBE_TEACHER_FORCING,
     Knob,
 )
 
-AUTOREGRESSIVE_PROBES = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_TEACHER_FORCING, PROBE_FORCED_LENGTH})
+AUTOREGRESSIVE_PROBES = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_TEACHER_FORCING, PROBE_FORCED_LENGTH,
+                                   PROBE_SAMPLING})
+#: `generate` settings of each sampling method, for k captions per image (recorded in diversity.json).
+SAMPLING = {
+    "nucleus": lambda k: {"do_sample": True, "top_p": 0.9, "top_k": 0, "temperature": 1.0, "num_beams": 1,
+                          "num_return_sequences": k},
+    "beams": lambda k: {"do_sample": False, "num_beams": k, "num_return_sequences": k},
+}
+
+
+@contextmanager
+def generate_overridden(module: Any, settings: dict[str, Any]) -> Iterator[None]:
+    """`module.generate` with `settings` overriding its callers' keyword arguments, for the duration."""
+    plain = module.generate
+    had_own = "generate" in vars(module)
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        if settings.get("num_beams") == 1:
+            kwargs.pop("length_penalty", None)  # means nothing without beams (transformers warns)
+        return plain(*args, **{**kwargs, **settings})
+
+    module.generate = generate
+    try:
+        yield
+    finally:
+        if had_own:
+            module.generate = plain
+        else:
+            del module.generate
 
 
 def beam_knob(sweep: tuple[int, ...] = (1, 3, 5)) -> Knob:
@@ -36,6 +72,7 @@ class ForcedPrefixProbes:
     """Mixin for autoregressive captioners that implement `continue_from`."""
 
     paradigm = "autoregressive"
+    sampling_methods = tuple(SAMPLING)
 
     def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
         # Injection continues greedily, so its uninjected baseline must be greedy too.
@@ -58,3 +95,22 @@ class ForcedPrefixProbes:
 
     def forced_length_decoding(self, tokens: int) -> dict[str, Any]:
         return {"min_new_tokens": tokens, "max_new_tokens": tokens}
+
+    def sample_captions(self, pixel_values, k: int, method: str, seed: int = 0, **decoding: Any) -> list[list[str]]:
+        """k captions per image (image-major) by nucleus sampling or as the top k beams; the sampling
+        draws come from a generator seeded by `seed` (the global one is restored afterwards)."""
+        import torch
+
+        if method not in SAMPLING:
+            raise ValueError(f"sampling method {method!r} is not accepted; accepted: {', '.join(SAMPLING)}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        decoding = {name: v for name, v in decoding.items() if name != "num_beams"}  # the method's search
+        devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), generate_overridden(self.module, SAMPLING[method](k)):  # type: ignore[attr-defined]
+            torch.manual_seed(seed)
+            captions = self.caption(pixel_values, **decoding)  # type: ignore[attr-defined]
+        if len(captions) != k * len(pixel_values):
+            raise RuntimeError(f"{type(self).__name__}: expected {k} captions per image, got {len(captions)} "
+                               f"for {len(pixel_values)} images")
+        return [captions[i * k:(i + 1) * k] for i in range(len(pixel_values))]

@@ -90,7 +90,7 @@ import torch
 from PIL import Image
 from torch.nn.utils.rnn import pad_sequence
 
-from bench.api import Captioner, Knob, Sample, VariantInfo
+from bench.api import PROBE_SAMPLING, Captioner, Knob, Sample, VariantInfo
 from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
 from models.ladic.config import VARIANTS, LaDiCConfig, validate
 from models.ladic.diffusion import Diffusion, NoiseSource, Refine, guide
@@ -125,7 +125,8 @@ class LaDiCCaptioner(Captioner):
              help="optimized loop, or the released code's loop structure (same captions)"),
     )
     # The probes this model implements (raw, injection, sampling) are added with their code.
-    probes: frozenset[str] = frozenset()
+    probes: frozenset[str] = frozenset({PROBE_SAMPLING})
+    sampling_methods = ("seeds",)  # k captions per image: k noise seeds
 
     def __init__(self, config: LaDiCConfig):
         validate(config)
@@ -256,6 +257,15 @@ class LaDiCCaptioner(Captioner):
         assert self.codec is not None
         captions = [self.codec.decode(row) for row in latent.to_ids(latent.logits(x0)).tolist()]
         return mbr_select(captions, mbr_, self.config.mbr_metric) if mbr_ > 1 else captions
+
+    def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
+                        **decoding: Any) -> list[list[str]]:
+        """Probe `sampling`: k captions per image from noise seeds seed, seed+1, ..., seed+k-1."""
+        if method != "seeds":
+            raise ValueError(f"sampling method {method!r} is not accepted; accepted: 'seeds'")
+        decoding = {name: v for name, v in decoding.items() if name != "seed"}
+        runs = [self.caption(pixel_values, seed=seed + j, **decoding) for j in range(k)]
+        return [list(row) for row in zip(*runs, strict=True)]
 
     @torch.no_grad()
     def sample_latents(self, pixel_values: torch.Tensor, steps: int, guidance: float,

@@ -1,0 +1,170 @@
+"""Diversity: the measures on captions whose answer is known, the sampling probes, and the phase."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from bench.metrics import diversity as dm
+from bench.results import read_json
+
+SAME = ["a red circle left of a blue square"] * 5
+DISJOINT = ["red circle over green", "blue square under yellow", "small triangle beside large",
+            "two purple stars shine", "one orange hexagon rests"]
+REFERENCES = ["a red circle left of a blue square", "a blue square and a red circle",
+              "two shapes: a circle and a square", "small green triangle"]
+
+
+@pytest.fixture
+def df():
+    return dm.DocumentFrequency([REFERENCES, ["a green triangle"], ["an orange star"]])
+
+
+def test_identical_captions_are_the_least_diverse(df):
+    # one caption of 8 words, 7 distinct (a x2): Div-1 = 7 / 40; 7 distinct bigrams of 7: Div-2 = 7 / 35
+    assert dm.div_n(SAME, 1) == pytest.approx(7 / 40)
+    assert dm.div_n(SAME, 2) == pytest.approx(1 / 5)
+    assert dm.mbleu4(SAME) == pytest.approx(1.0)
+    assert dm.self_cider(dm.cider_kernel(SAME, df)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_captions_without_a_shared_word_are_the_most_diverse(df):
+    assert dm.div_n(DISJOINT, 1) == 1.0 and dm.div_n(DISJOINT, 2) == 1.0
+    kernel = dm.cider_kernel(DISJOINT, df)
+    np.testing.assert_allclose(kernel, 10 * np.eye(5), atol=1e-12)  # orthogonal, unit norm per order
+    assert dm.self_cider(kernel) == pytest.approx(1.0)
+    assert dm.mbleu4(DISJOINT) < 1e-6
+
+
+def test_self_cider_of_a_hand_computed_3x3_kernel():
+    # eigenvalues of [[1, .5, 0], [.5, 1, 0], [0, 0, 1]]: 1.5, 0.5, 1; sigma = their square roots
+    kernel = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    sigma = [math.sqrt(1.5), math.sqrt(0.5), 1.0]
+    expected = -math.log(sigma[0] / sum(sigma)) / math.log(3)
+    assert dm.self_cider(kernel) == pytest.approx(expected)
+    assert expected == pytest.approx(0.79455, abs=1e-5)  # by hand: -ln(1.2247 / 2.9318) / ln 3
+    assert dm.self_cider(7.0 * kernel) == pytest.approx(expected)  # scale-free, as the CIDEr x10 is
+
+
+def test_cider_kernel_by_hand():
+    # Two documents; "x" is in both (idf 0), "y" in one (idf log 2), "z" in none (idf log 2).
+    df = dm.DocumentFrequency([["x y"], ["x"]])
+    kernel = dm.cider_kernel(["x y", "x z", "y y"], df)
+    # unigrams only carry weight ("x y" bigram etc. are unseen: idf log 2, but no pair shares one)
+    # "x y" . "y y": unigram cosine 1 (only y weighs); bigram "x y" vs "y y": 0 -> (1 + 0) / 4 x 10
+    assert kernel[0, 2] == pytest.approx(10 / 4)
+    assert kernel[0, 1] == pytest.approx(0.0)  # y vs z: nothing shared that weighs
+    assert kernel[0, 0] == pytest.approx(10 * 2 / 4)  # unigrams and bigrams; no 3- or 4-grams
+    np.testing.assert_allclose(kernel, kernel.T)
+
+
+def test_measure_and_bootstrap_cover_every_metric():
+    samples = {"i1": SAME, "i2": DISJOINT}
+    references = {"i1": REFERENCES, "i2": ["red circle over green", "a blue square"]}
+    measured = dm.measure(samples, references, training_captions=["a red circle left of a blue square"])
+    assert set(measured["corpus"]) == set(dm.METRICS)
+    assert measured["per_image"]["i1"]["novel_rate"] == 0.0 and measured["per_image"]["i2"]["novel_rate"] == 1.0
+    assert measured["per_image"]["i1"]["cider_best_of_k"] == measured["per_image"]["i1"]["cider_mean_of_k"]
+    assert measured["per_image"]["i2"]["cider_best_of_k"] > measured["per_image"]["i2"]["cider_mean_of_k"]
+    assert measured["corpus"]["vocab"] == len({w for c in SAME + DISJOINT for w in c.split()})
+    intervals = dm.bootstrap(measured, n_resamples=200, seed=3)
+    assert intervals == dm.bootstrap(measured, n_resamples=200, seed=3)
+    for metric in dm.METRICS:
+        iv = intervals[metric]
+        assert iv["low"] <= iv["high"] and iv["n_images"] == 2
+    assert intervals["div1"]["low"] < intervals["div1"]["high"]  # the two images differ
+    with pytest.raises(ValueError, match="k >= 2"):
+        dm.measure({"i1": SAME[:1]}, references, [])
+
+
+# ---------------------------------------------------------------- sampling probes and the phase
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from tasks.shapes import ShapesTask
+
+    task = ShapesTask(seed=1, train=40, val=6, test=12, root=tmp_path_factory.mktemp("shapes"))
+    task.ensure_files()
+    return task
+
+
+@pytest.fixture(scope="module")
+def vit_gpt2(shapes):
+    from bench.registry import create_captioner
+
+    torch.manual_seed(0)
+    captioner = create_captioner("vit-gpt2-tiny")
+    captioner.prepare(shapes.samples("train"))
+    return captioner
+
+
+def test_autoregressive_sampling_is_seeded_and_beams_are_distinct(vit_gpt2, shapes):
+    from bench.samples import readable
+
+    _, pixels, _ = readable(shapes.samples("test"), vit_gpt2, 3)
+    state = torch.random.get_rng_state()
+    a = vit_gpt2.sample_captions(pixels, 4, "nucleus", seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())  # the global generator is left alone
+    assert a == vit_gpt2.sample_captions(pixels, 4, "nucleus", seed=1)
+    assert a != vit_gpt2.sample_captions(pixels, 4, "nucleus", seed=2)
+    assert [len(row) for row in a] == [4, 4, 4]
+    beams = vit_gpt2.sample_captions(pixels, 3, "beams", seed=0, num_beams=2)
+    assert [len(row) for row in beams] == [3, 3, 3]
+    assert beams[0][0] == vit_gpt2.caption(pixels[:1], num_beams=3)[0]  # the top beam is the 3-beam caption
+    with pytest.raises(ValueError, match="accepted: nucleus, beams"):
+        vit_gpt2.sample_captions(pixels, 2, "seeds")
+
+
+def _job(tmp_path, **diversity):
+    return SimpleNamespace(dir=tmp_path, diversity={"images": 5, "k": 3, "batch_size": 2, **diversity},
+                           eval={"split": "test", "bootstrap": 50}, seed=0, decoding={})
+
+
+def test_phase_writes_every_metric_per_method(vit_gpt2, shapes, tmp_path):
+    from bench.phases.diversity import diversity_phase
+
+    out = diversity_phase(_job(tmp_path), shapes, vit_gpt2, print)
+    report = read_json(tmp_path / "diversity.json")
+    assert set(report["methods"]) == {"nucleus", "beams"} and report["images"] == 5
+    for method, row in report["methods"].items():
+        assert set(row["corpus"]) == set(dm.METRICS) == set(row["intervals"])
+        assert len(row["captions"]) == 5 and all(len(c) == 3 for c in row["captions"].values())
+        assert ("top-p 0.9" in row["search"]) == (method == "nucleus")
+        assert row["decoding"]["max_new_tokens"] == vit_gpt2.config.max_new_tokens
+    metrics = out["metrics"]
+    assert metrics["div1"] == metrics["div1_nucleus"] == report["methods"]["nucleus"]["corpus"]["div1"]
+    assert {f"{m}_beams" for m in dm.METRICS} <= set(metrics) and metrics["diversity_seconds"] > 0
+    # a second run reads the file instead of sampling again
+    assert diversity_phase(_job(tmp_path), shapes, None, print) == out
+
+
+def test_phase_records_a_model_without_sampling_as_unavailable(shapes, tmp_path):
+    from bench.phases.diversity import diversity_phase
+    from bench.registry import create_captioner
+
+    constant = create_captioner("constant")
+    constant.prepare(shapes.samples("train"))
+    out = diversity_phase(_job(tmp_path), shapes, constant, print)
+    assert out["metrics"] == {} and "sampling" in out["unavailable"]
+    assert "sampling" in read_json(tmp_path / "diversity.json")["unavailable"]
+
+
+def test_ladic_samples_k_seeds(shapes, tmp_path):
+    from bench.phases.diversity import diversity_phase
+    from bench.registry import create_captioner
+
+    torch.manual_seed(0)
+    ladic = create_captioner("ladic-tiny")
+    ladic.prepare(shapes.samples("train"))
+    from bench.samples import readable
+
+    _, pixels, _ = readable(shapes.samples("test"), ladic, 2)
+    rows = ladic.sample_captions(pixels, 3, "seeds", seed=4, steps=2)
+    assert rows == [[ladic.caption(pixels[i:i + 1], seed=4 + j, steps=2)[0] for j in range(3)] for i in range(2)]
+    out = diversity_phase(_job(tmp_path, images=3), shapes, ladic, print)
+    assert set(read_json(tmp_path / "diversity.json")["methods"]) == {"seeds"}
+    assert "div1_seeds" not in out["metrics"] and set(dm.METRICS) <= set(out["metrics"])
