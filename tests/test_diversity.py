@@ -168,3 +168,76 @@ def test_ladic_samples_k_seeds(shapes, tmp_path):
     out = diversity_phase(_job(tmp_path, images=3), shapes, ladic, print)
     assert set(read_json(tmp_path / "diversity.json")["methods"]) == {"seeds"}
     assert "div1_seeds" not in out["metrics"] and set(dm.METRICS) <= set(out["metrics"])
+
+
+@pytest.mark.parametrize("name", ["blip-tiny", "git-tiny"])
+def test_pretrained_family_sampling(name, shapes):
+    from bench.registry import create_captioner
+    from bench.samples import readable
+
+    torch.manual_seed(0)
+    captioner = create_captioner(name)
+    captioner.prepare(shapes.samples("train"))
+    _, pixels, _ = readable(shapes.samples("test"), captioner, 2)
+    decoding = {**captioner.default_decoding(), "max_new_tokens": 6}
+    a = captioner.sample_captions(pixels, 3, "nucleus", seed=5, **decoding)
+    assert [len(r) for r in a] == [3, 3] and a == captioner.sample_captions(pixels, 3, "nucleus", seed=5, **decoding)
+    beams = captioner.sample_captions(pixels, 2, "beams", **decoding)
+    assert beams[1][0] == captioner.caption(pixels[1:], **{**decoding, "num_beams": 2})[0]
+
+
+SUITE = """
+executor: {kind: local}
+tracking: {kind: none}
+suites:
+  mini:
+    tasks: [shapes]
+    phases: [train, diversity]
+    train: {epochs: 1, batch_size: 16, lr: 1.0e-3}
+    diversity: {images: 4, k: 2, batch_size: 4}
+    models: [vit-gpt2-tiny]
+"""
+
+
+def test_runner_writes_diversity_and_isolates_its_failure(write_config, monkeypatch):
+    import bench.phases.diversity as phase
+    from bench.config import load_config
+    from bench.plan import plan_suite
+    from bench.runner import run_job
+
+    cfg = load_config(write_config(SUITE))
+    (job,) = plan_suite(cfg, "mini")
+    assert job.diversity == {"images": 4, "k": 2, "batch_size": 4}
+    result = run_job(job)
+    assert result["status"] == "ok" and result["diversity"]["images"] == 4
+    assert {"div1", "self_cider_beams", "cider_best_of_k_nucleus"} <= set(result["metrics"])
+    assert (job.dir / "diversity.json").is_file()
+
+    (job.dir / "diversity.json").unlink()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("sampling broke")
+
+    monkeypatch.setattr(phase, "diversity_phase", broken)
+    result = run_job(job)
+    assert result["status"] == "ok" and "sampling broke" in result["diversity"]["error"]
+    assert result["train"]  # the trained model (an earlier phase) stands
+    assert "div1" not in result.get("metrics", {})
+
+
+def test_quality_vs_diversity_figure(tmp_path):
+    from bench.report.data import Entry, Run
+    from bench.report.figures import make_figures, model_styles, quality_vs_diversity
+
+    def entry(label, methods):
+        return Entry(label, label, "shapes", "", 0, 0, [Run(result={"seed": 0, "diversity": {"methods": methods}})])
+
+    row = {"self_cider": 0.4, "cider_mean_of_k": 0.9, "cider_best_of_k": 1.3}
+    styles = model_styles(["a", "b"])
+    assert quality_vs_diversity([entry("a", {})], styles) is None  # no data, no figure
+    fig = quality_vs_diversity([entry("a", {"seeds": row}), entry("b", {"nucleus": row, "beams": row})], styles)
+    axis = fig.axes[0]
+    assert sorted(t.get_text() for t in axis.texts) == ["beams", "nucleus", "seeds"]
+    assert len(axis.lines) == 3 * 3  # per point: the mean, the best, the line between
+    written = make_figures([entry("a", {"seeds": row})], styles, tmp_path)
+    assert tmp_path / "quality_vs_diversity.png" in written

@@ -348,6 +348,48 @@ def error_injection(entries: list[Entry], styles: dict[str, Style]):
     return fig
 
 
+def _diversity_points(entries: list[Entry]) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """(label, sampling method) -> (Self-CIDEr, mean-of-k CIDEr, best-of-k CIDEr), each the seeds' mean."""
+    pooled: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for e in entries:
+        for run in e.runs:
+            for method, row in ((run.result.get("diversity") or {}).get("methods") or {}).items():
+                pooled.setdefault((e.label, method), []).append(
+                    (row["self_cider"], 100 * row["cider_mean_of_k"], 100 * row["cider_best_of_k"]))
+    return {key: tuple(sum(r[i] for r in rows) / len(rows) for i in range(3))  # type: ignore[misc]
+            for key, rows in pooled.items()}
+
+
+def quality_vs_diversity(entries: list[Entry], styles: dict[str, Style]):
+    """Quality of k sampled captions against their diversity: one point per model and sampling method
+    (diffusion: noise seeds; autoregressive: nucleus, top-k beams), mean-of-k CIDEr filled, best-of-k
+    (oracle) open on the same vertical, the method named beside it."""
+    from matplotlib.lines import Line2D
+
+    points = _diversity_points(entries)
+    if not points:
+        return None
+    labels = sorted({label for label, _ in points})
+    fig, (ax,) = _figure(legend_items=len(labels) + 2, panel_height=2.2)
+    for (label, method), (x, mean, best) in sorted(points.items()):
+        st = styles[label]
+        ax.plot([x, x], [mean, best], color=st.colour, linewidth=0.8, zorder=1)
+        ax.plot([x], [mean], marker=st.marker, color=st.colour, markeredgewidth=0, linestyle="none", zorder=2)
+        ax.plot([x], [best], marker=st.marker, markerfacecolor="white", markeredgecolor=st.colour,
+                markeredgewidth=0.9, linestyle="none", zorder=2)
+        ax.annotate(method, (x, mean), xytext=(3, -3), textcoords="offset points", fontsize=6,
+                    color=st.colour, va="top")
+    ax.set(xlabel="Self-CIDEr (diversity, 0 to 1)", ylabel="CIDEr (x100) of the k samples")
+    ax.set_xlim(-0.05, 1.05)
+    handles = [Line2D([], [], color=styles[m].colour, marker=styles[m].marker, markeredgewidth=0,
+                      linestyle="none", label=m) for m in labels]
+    handles += [Line2D([], [], color="0.3", marker="o", markeredgewidth=0, linestyle="none", label="mean of k"),
+                Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
+                       label="best of k")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, columnspacing=1.2)
+    return fig
+
+
 def _save(fig, base: Path) -> list[Path]:
     """PNG and PDF, each written to a temp file then renamed (a reader never sees half a file)."""
     written = []
@@ -366,6 +408,7 @@ FIGURES: dict[str, Callable[..., Any]] = {
     "quality_by_length": quality_by_length,
     "exposure_gap": exposure_gap,
     "error_injection": error_injection,
+    "quality_vs_diversity": quality_vs_diversity,
 }
 
 
