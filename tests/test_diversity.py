@@ -241,3 +241,15 @@ def test_quality_vs_diversity_figure(tmp_path):
     assert len(axis.lines) == 3 * 3  # per point: the mean, the best, the line between
     written = make_figures([entry("a", {"seeds": row})], styles, tmp_path)
     assert tmp_path / "quality_vs_diversity.png" in written
+
+
+def test_paired_difference():
+    a = {str(i): {"div1": 0.5 + 0.01 * i} for i in range(30)}
+    b = {str(i): {"div1": 0.2 + 0.01 * (i % 7)} for i in range(30)}
+    same = dm.paired_difference(a, a, "div1", seed=1)
+    assert same["delta"] == 0 and same["p_value"] == 1.0
+    diff = dm.paired_difference(a, b, "div1", seed=1)
+    assert diff["delta"] == pytest.approx(np.mean([a[i]["div1"] - b[i]["div1"] for i in a]))
+    assert diff["low"] > 0 and diff["p_value"] < 0.01
+    with pytest.raises(ValueError, match="not per image"):
+        dm.paired_difference(a, b, "vocab")

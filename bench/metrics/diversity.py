@@ -190,3 +190,23 @@ def bootstrap(measured: Mapping[str, Any], n_resamples: int, seed: int, confiden
     for iv in out.values():
         iv.update(confidence=confidence, n_resamples=n_resamples, n_images=len(ids))
     return out
+
+
+def paired_difference(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]], metric: str,
+                      n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict[str, float]:
+    """Model A minus model B on a per-image measure (`measure(...)["per_image"]` of each), over the
+    images both sampled, resampled jointly: the difference, its percentile interval and a two-sided
+    bootstrap p-value (null-centred, as `bench.metrics.stats.paired_test`)."""
+    if metric not in PER_IMAGE:
+        raise ValueError(f"paired {metric!r}: accepted: {', '.join(PER_IMAGE)} (vocab is not per image)")
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        raise ValueError("paired difference: the two models share no image")
+    d = np.array([a[i][metric] - b[i][metric] for i in ids])
+    delta = float(d.mean())
+    rng = np.random.default_rng(seed)
+    deltas = d[rng.integers(0, len(ids), size=(n_resamples, len(ids)))].mean(axis=1)
+    low, high = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2])
+    p = (1 + int(np.count_nonzero(np.abs(deltas - delta) >= abs(delta)))) / (1 + n_resamples)
+    return {"metric": metric, "delta": delta, "low": float(low), "high": float(high), "p_value": p,
+            "n_images": len(ids), "n_resamples": n_resamples, "confidence": confidence}
