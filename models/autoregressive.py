@@ -96,18 +96,23 @@ class ForcedPrefixProbes:
     def forced_length_decoding(self, tokens: int) -> dict[str, Any]:
         return {"min_new_tokens": tokens, "max_new_tokens": tokens}
 
+    def sampling_settings(self, method: str, k: int) -> dict[str, Any]:
+        """The `generate` settings `method` overrides (the diversity phase records them)."""
+        if method not in SAMPLING:
+            raise ValueError(f"sampling method {method!r} is not accepted; accepted: {', '.join(SAMPLING)}")
+        return SAMPLING[method](k)
+
     def sample_captions(self, pixel_values, k: int, method: str, seed: int = 0, **decoding: Any) -> list[list[str]]:
         """k captions per image (image-major) by nucleus sampling or as the top k beams; the sampling
         draws come from a generator seeded by `seed` (the global one is restored afterwards)."""
         import torch
 
-        if method not in SAMPLING:
-            raise ValueError(f"sampling method {method!r} is not accepted; accepted: {', '.join(SAMPLING)}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         decoding = {name: v for name, v in decoding.items() if name != "num_beams"}  # the method's search
         devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), generate_overridden(self.module, SAMPLING[method](k)):  # type: ignore[attr-defined]
+        module = self.module  # type: ignore[attr-defined]
+        with torch.random.fork_rng(devices=devices), generate_overridden(module, self.sampling_settings(method, k)):
             torch.manual_seed(seed)
             captions = self.caption(pixel_values, **decoding)  # type: ignore[attr-defined]
         if len(captions) != k * len(pixel_values):

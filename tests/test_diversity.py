@@ -135,6 +135,7 @@ def test_phase_writes_every_metric_per_method(vit_gpt2, shapes, tmp_path):
         assert len(row["captions"]) == 5 and all(len(c) == 3 for c in row["captions"].values())
         assert ("top-p 0.9" in row["search"]) == (method == "nucleus")
         assert row["decoding"]["max_new_tokens"] == vit_gpt2.config.max_new_tokens
+        assert row["overrides"]["num_beams"] == (1 if method == "nucleus" else 3)
     metrics = out["metrics"]
     assert metrics["div1"] == metrics["div1_nucleus"] == report["methods"]["nucleus"]["corpus"]["div1"]
     assert {f"{m}_beams" for m in dm.METRICS} <= set(metrics) and metrics["diversity_seconds"] > 0

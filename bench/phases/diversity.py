@@ -7,7 +7,8 @@ split get k captions, measured by bench/metrics/diversity.py (Div-1/2, mBLEU-4, 
 novel-caption rate, best-of-k and mean-of-k CIDEr-D) with bootstrap intervals over images. A captioner
 without the probe (the references: they retrieve, they do not sample) is recorded as unavailable.
 
-diversity.json holds, per method: the decoding used, the captions, per-image values (for paired
+diversity.json holds, per method: the decoding passed and what the method overrides in it (when the
+captioner says, via an optional `sampling_settings(method, k)`), the captions, per-image values (for paired
 comparisons on the same images), corpus values, intervals and seconds. The headline numbers go to
 result.json's metrics: `<metric>` for the first declared method (the model's own sampling) and, when a
 model has several, `<metric>_<method>` for every method.
@@ -67,8 +68,10 @@ def diversity_phase(job: Job, task, captioner, log: Callable[[str], None]) -> di
             report["unavailable"][method] = str(err)
             continue
         measured = dm.measure(samples, references, training)
+        settings = getattr(captioner, "sampling_settings", None)  # optional: what the method overrides
         report["methods"][method] = {
             "search": SEARCH.get(method, f"{method!r} as the captioner defines it"), "decoding": decoding,
+            "overrides": settings(method, cfg["k"]) if settings else {},
             "seconds": seconds, "corpus": measured["corpus"],
             "intervals": dm.bootstrap(measured, job.eval.get("bootstrap", 0), job.seed),
             "per_image": measured["per_image"], "captions": samples,
