@@ -189,7 +189,7 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
 
         out["errprop"] = errprop_phase(job, task, captioner, log)
         out.setdefault("metrics", {}).update(out["errprop"])
-    if "diversity" in job.phases:
+    if _now(job, "diversity"):
         _diversity(job, task, captioner, log, out)
     return out
 
