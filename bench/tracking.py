@@ -26,7 +26,7 @@ from bench.config import ConfigError, TrackingConfig
 from bench.plan import Job
 
 ARTIFACTS = ("job.json", "result.json", "train.json", "captions.json", "scores.json", "sweep.json",
-             "latency.json", "errprop.json", "system_metrics.json", "log.txt")
+             "latency.json", "errprop.json", "diversity.json", "system_metrics.json", "log.txt")
 
 
 class Tracker(Protocol):
