@@ -5,20 +5,30 @@ frequencies come from the references of exactly the images scored (so per-shard 
 averaged). Scores are fractions in [0, 1] (CIDEr can exceed 1); reports multiply by 100.
 
 SPICE needs Stanford CoreNLP 3.6.0 jars that pycocoevalcap downloads at first use. Without them (no
-network) it is recorded as unavailable with the reason and the remedy, and the other metrics stand.
+network) it is recorded as unavailable with the reason and the remedy, and the other metrics stand; the
+same holds for any scorer that raises or returns a NaN per-image score (SPICE does for captions it cannot
+parse), so one broken metric never costs the others.
+
+Every text is reduced to one line before the PTB tokenizer sees it, and one line per text must come back
+(bench/metrics/ptb.py): a carriage return in a reference must never shift images onto other references.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
+#: Appended to the JVM's option variables for every Java child; the last of a repeated option wins, so
+#: these beat a user's `-Duser.language=de` and numbers cross the pipe with decimal points.
+ENGLISH_JVM_OPTIONS = "-Duser.language=en -Duser.country=US"
 
 
 @dataclass
@@ -32,21 +42,39 @@ class QualityScores:
 
 
 @contextmanager
-def english_jvm() -> Iterator[None]:
-    """Java children get an English UTF-8 locale for the duration.
-
-    METEOR and the PTB tokenizer exchange numbers with the JVM as text; a decimal-comma locale breaks
-    their parsers. The JVM maps the C locale to en_US, and C.UTF-8 keeps non-ASCII captions intact.
-    """
-    saved = os.environ.get("LC_ALL")
-    os.environ["LC_ALL"] = "C.UTF-8"
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the duration (children inherit them), then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("LC_ALL", None)
-        else:
-            os.environ["LC_ALL"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _appended(name: str, options: str) -> str:
+    return f"{os.environ[name]} {options}" if os.environ.get(name, "").strip() else options
+
+
+@contextmanager
+def english_jvm() -> Iterator[None]:
+    """Java children (METEOR, the PTB tokenizer, SPICE) get an English UTF-8 locale for the duration.
+
+    METEOR and the PTB tokenizer exchange numbers with the JVM as text; a decimal-comma locale breaks
+    their parsers. The JVM maps the C locale to en_US, and C.UTF-8 keeps non-ASCII captions intact; the
+    JVM's own locale options are forced too, after any the user set (the JVM applies the last one).
+    """
+    # The JVM reads JAVA_TOOL_OPTIONS, then its command line (JDK_JAVA_OPTIONS joins it), then
+    # _JAVA_OPTIONS: the locale goes last into each that is set, so no user setting comes after it.
+    options = {name: _appended(name, ENGLISH_JVM_OPTIONS) for name in ("JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
+               if os.environ.get(name, "").strip()}
+    with _environment(LC_ALL="C.UTF-8", JAVA_TOOL_OPTIONS=_appended("JAVA_TOOL_OPTIONS", ENGLISH_JVM_OPTIONS),
+                      **options):
+        yield
 
 
 def java_missing_reason() -> str | None:
@@ -97,52 +125,90 @@ def score_captions(
 
 def _score(captions: dict[str, str], references: dict[str, list[str]], metrics: tuple[str, ...],
            ids: list[str]) -> QualityScores:
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    from bench.metrics.ptb import tokenize
 
-    tokenizer = PTBTokenizer()
-    gts = tokenizer.tokenize({i: [{"caption": r} for r in references[i]] for i in ids})
-    res = tokenizer.tokenize({i: [{"caption": captions[i]}] for i in ids})
-    # pycocoevalcap's scorers assert identical key order; the tokenizer keeps insertion order.
-    gts = {i: gts[i] for i in ids}
-    res = {i: res[i] for i in ids}
+    gts = tokenize({i: references[i] for i in ids}, "reference")
+    res = tokenize({i: [captions[i]] for i in ids}, "caption")
 
     corpus: dict[str, float] = {}
     per_image: dict[str, dict[str, float]] = {i: {} for i in ids}
     unavailable: dict[str, str] = {}
+    for names, scorer in _scorers(metrics):
+        try:
+            outcome = scorer(gts, res)
+        except Exception as err:  # noqa: BLE001 - one broken scorer must not cost the other metrics
+            why = str(err) if isinstance(err, SpiceUnavailable) else \
+                f"scorer failed: {traceback.format_exception_only(err)[-1].strip()}"
+            unavailable.update(dict.fromkeys(names, why))
+            continue
+        for name, (score, scores) in outcome.items():
+            values = [float(s) for s in scores]
+            if math.isnan(float(score)) or any(math.isnan(v) for v in values):
+                bad = [i for i, v in zip(ids, values, strict=True) if math.isnan(v)]
+                unavailable[name] = (f"{name} gave NaN for {len(bad)} of {len(ids)} image(s), e.g. {bad[:3]}"
+                                     if bad else f"{name} gave a NaN corpus score")
+                continue
+            corpus[name] = float(score)
+            for i, v in zip(ids, values, strict=True):
+                per_image[i][name] = v
+    return QualityScores(corpus, per_image, unavailable, tokenized=(gts, res))
 
-    def keep(name: str, score: float, scores) -> None:
-        corpus[name] = float(score)
-        for i, s in zip(ids, scores, strict=True):
-            per_image[i][name] = float(s)
 
-    if any(m.startswith("BLEU") for m in metrics):
+Scorer = Callable[[dict[str, list[str]], dict[str, list[str]]], dict[str, tuple[float, list[float]]]]
+
+
+def _scorers(metrics: tuple[str, ...]) -> list[tuple[list[str], Scorer]]:
+    """(metric names, scorer) for each pycocoevalcap scorer the metrics need; imports stay lazy."""
+    out: list[tuple[list[str], Scorer]] = []
+    bleu = [f"BLEU-{n}" for n in range(1, 5) if f"BLEU-{n}" in metrics]
+    if bleu:
+        out.append((bleu, _bleu(bleu)))
+    for name, scorer in (("METEOR", _meteor), ("ROUGE-L", _rouge), ("CIDEr", _cider), ("SPICE", _spice)):
+        if name in metrics:
+            out.append(([name], scorer))
+    return out
+
+
+def _bleu(names: list[str]) -> Scorer:
+    def score(gts, res):
         from pycocoevalcap.bleu.bleu import Bleu
 
-        score, scores = Bleu(4).compute_score(gts, res, verbose=0)
-        for n in range(4):
-            if f"BLEU-{n + 1}" in metrics:
-                keep(f"BLEU-{n + 1}", score[n], scores[n])
-    if "METEOR" in metrics:
-        from pycocoevalcap.meteor.meteor import Meteor
+        corpus, per_image = Bleu(4).compute_score(gts, res, verbose=0)
+        return {name: (corpus[int(name[-1]) - 1], per_image[int(name[-1]) - 1]) for name in names}
 
-        meteor = Meteor()
-        keep("METEOR", *meteor.compute_score(gts, res))
+    return score
+
+
+def _meteor(gts, res):
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    meteor = Meteor()
+    try:
+        return {"METEOR": meteor.compute_score(gts, res)}
+    finally:
         del meteor  # its __del__ ends the Java process now rather than at interpreter exit
-    if "ROUGE-L" in metrics:
-        from pycocoevalcap.rouge.rouge import Rouge
 
-        keep("ROUGE-L", *Rouge().compute_score(gts, res))
-    if "CIDEr" in metrics:
-        from pycocoevalcap.cider.cider import Cider
 
-        keep("CIDEr", *Cider().compute_score(gts, res))
-    if "SPICE" in metrics:
-        reason = spice_missing_reason()
-        if reason:
-            unavailable["SPICE"] = reason
-        else:
-            from pycocoevalcap.spice.spice import Spice
+def _rouge(gts, res):
+    from pycocoevalcap.rouge.rouge import Rouge
 
-            score, scores = Spice().compute_score(gts, res)
-            keep("SPICE", score, [s["All"]["f"] for s in scores])
-    return QualityScores(corpus, per_image, unavailable, tokenized=(gts, res))
+    return {"ROUGE-L": Rouge().compute_score(gts, res)}
+
+
+def _cider(gts, res):
+    from pycocoevalcap.cider.cider import Cider
+
+    return {"CIDEr": Cider().compute_score(gts, res)}
+
+
+def _spice(gts, res):
+    reason = spice_missing_reason()
+    if reason:
+        raise SpiceUnavailable(reason)
+    from bench.metrics.spice import spice_scores
+
+    return {"SPICE": spice_scores(gts, res)}
+
+
+class SpiceUnavailable(RuntimeError):
+    """SPICE cannot run here (its jars are absent); the message says how to fix it."""

@@ -1,0 +1,61 @@
+"""PTB tokenisation as pycocoevalcap does it, with one caption per line guaranteed.
+
+pycocoevalcap's PTBTokenizer writes every caption as one line of a file, runs Stanford's PTBTokenizer
+with -preserveLines and pairs the output lines with the images by position. The Java tokenizer also
+breaks lines at \\r, U+2028, U+2029, \\v, \\f and U+0085, and pycocoevalcap only replaces \\n: a single
+carriage return in a reference made one more line, and every later image was scored against another
+image's references (surplus lines are silently dropped by its zip). Here every line-breaking character
+(and tab) becomes a space first, and the number of lines that come back is checked, so a shift is an
+error and never a score. The command, the jar and the punctuation removal are pycocoevalcap's own, so
+the tokens are identical to its pipeline's.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+# Everything Java's line reading or Python's splitlines may treat as a line break, and tabs.
+_LINE_BREAKS = re.compile("[\r\n\t\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with every line-breaking character and tab replaced by a space."""
+    return _LINE_BREAKS.sub(" ", text)
+
+
+def tokenize(texts: dict[str, list[str]], what: str = "caption") -> dict[str, list[str]]:
+    """PTB-tokenise image_id -> texts (lower case, punctuation removed), in the order given.
+
+    Raises RuntimeError naming `what` (caption, reference) when the tokenizer does not return exactly
+    one line per text.
+    """
+    from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
+
+    keys = [i for i, v in texts.items() for _ in v]
+    lines = ptb_lines([one_line(t) for v in texts.values() for t in v])
+    if len(lines) != len(keys):
+        raise RuntimeError(
+            f"the PTB tokenizer returned {len(lines)} line(s) for {len(keys)} {what}(s): the texts no longer "
+            f"line up with their images (a character it reads as a line break survived normalisation)")
+    out: dict[str, list[str]] = {i: [] for i in texts}
+    for key, line in zip(keys, lines, strict=True):
+        out[key].append(" ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS))
+    return out
+
+
+def ptb_lines(lines: list[str]) -> list[str]:
+    """Stanford PTBTokenizer's output lines for `lines` (pycocoevalcap's jar and options)."""
+    from pycocoevalcap.tokenizer import ptbtokenizer
+
+    folder = Path(ptbtokenizer.__file__).parent
+    with tempfile.TemporaryDirectory(prefix="ptb-") as tmp:
+        source = Path(tmp) / "captions.txt"
+        source.write_bytes("\n".join(lines).encode())
+        done = subprocess.run(["java", "-cp", ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR, "edu.stanford.nlp.process.PTBTokenizer",
+                               "-preserveLines", "-lowerCase", str(source)],
+                              cwd=folder, stdout=subprocess.PIPE, check=True)
+    text = done.stdout.decode()
+    return (text[:-1] if text.endswith("\n") else text).split("\n")
