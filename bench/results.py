@@ -7,7 +7,7 @@ results/<suite>/<job_id>/
   captions.json       generated captions, COCO results format [{"image_id", "caption"}]
   scores.json         corpus and per-image scores, unavailable metrics, images skipped
   sweep.json          quality per decoding setting (when the suite sweeps a knob)
-  result.json         status (ok | failed), headline metrics, timings; written last
+  result.json         status (ok | partial | failed), headline metrics, timings; written last
 results/<suite>/summary.csv, summary.md: one row per job.
 
 Every file is written atomically (temp file in the same folder, then rename), so a killed job leaves
@@ -49,7 +49,11 @@ def read_json(path: Path) -> Any:
 
 
 def finished(job_dir: Path) -> dict[str, Any] | None:
-    """The job's result if it finished successfully, else None (failed or absent jobs are rerun)."""
+    """The job's result if it finished successfully, else None (failed or absent jobs are rerun).
+
+    A `partial` job (a phase after eval failed, bench/runner.py) is not finished: it is rerun, and the
+    rerun redoes only the phases without an output file. Summaries and reports still show its results.
+    """
     path = job_dir / RESULT
     if not path.is_file():
         return None

@@ -1,8 +1,13 @@
 """Run one job inside a worker: build the task and the captioner, train, caption, score, write results.
 
 Each phase's output is written atomically before the next starts, and a phase whose output exists is not
-redone, so a job that died after training resumes at captioning. Any exception becomes a failed
-result.json with the error and traceback; the caller's other jobs go on.
+redone, so a job that died after training resumes at captioning. An exception in building, training or
+eval becomes a failed result.json with the error and traceback; the caller's other jobs go on.
+
+The phases after eval (latency, errprop, diversity) run each in isolation: one that raises is recorded under
+`phase_errors` (type, message, traceback) and the job ends `partial`, keeping its scores and every other
+phase's output in result.json. `partial` is not finished (bench/results.py `finished`), so the next run
+of the suite takes the job up again and redoes only what has no output file yet: the failed phase.
 
 A job with more than one worker runs its phases in Ray Train workers (bench/executors/ray_train.py):
 every rank runs `run_phases`, rank 0 alone writes files, scores, and measures latency and errprop.
@@ -72,9 +77,12 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         with monitor, library_logs_to(log.path):
             result.update(_run_phases(job, log))
-        result["status"] = "partial" if deferred else "ok"
+        errors = result.get("phase_errors", {})
+        result["status"] = "partial" if deferred or errors else "ok"
         if deferred:
             result["deferred"] = deferred
+        if errors:
+            result["error"] = "; ".join(f"{name} phase: {e['type']}: {e['message']}" for name, e in errors.items())
     except BaseException as err:  # noqa: BLE001 - a job's failure is data, not a crash of the suite
         result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
         log(f"FAILED: {type(err).__name__}: {err}")
@@ -96,8 +104,8 @@ def _partial(job: Job) -> dict[str, Any]:
         previous = read_json(path) if path.is_file() else {}
     except ValueError:
         return {}
-    if previous.get("status") != "partial" or job.extra.get("defer"):
-        return {}
+    if previous.get("status") != "partial" or not previous.get("deferred") or job.extra.get("defer"):
+        return {}  # a partial job whose phase failed is rerun from scratch: its own time, its own worker
     metrics = job.dir / "system_metrics.json"
     return {"seconds": float(previous.get("seconds", 0.0)),
             "system_metrics": read_json(metrics) if metrics.is_file() else []}
@@ -178,32 +186,33 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
         out["metrics"] = eval_phase(job, task, captioner, log)
     if not main:
         return None  # the other ranks helped train and caption; rank 0 measures the rest alone
-    if _now(job, "latency"):
-        from bench.phases.latency import latency_phase
-
-        out["latency"] = latency_phase(job, task, captioner, log)
-        metrics = out.setdefault("metrics", {})
-        metrics.update({k: v for k, v in out["latency"].items() if isinstance(v, int | float)})
-    if _now(job, "errprop"):
-        from bench.phases.errprop import errprop_phase
-
-        out["errprop"] = errprop_phase(job, task, captioner, log)
-        out.setdefault("metrics", {}).update(out["errprop"])
-    if _now(job, "diversity"):
-        _diversity(job, task, captioner, log, out)
+    for name in LATE_PHASES:
+        if _now(job, name):
+            _late_phase(name, job, task, captioner, out, log)
     return out
 
 
-def _diversity(job: Job, task, captioner, log: Callable[[str], None], out: dict[str, Any]) -> None:
-    """The diversity phase, isolated: its failure is recorded and the earlier phases' outputs stand."""
-    from bench.phases.diversity import diversity_phase
+#: Phases after eval, in order: each reads the trained captioner (and eval's files) and writes its own
+#: output; a failure of one is recorded and never discards what the phases before it produced.
+LATE_PHASES = ("latency", "errprop", "diversity")
 
+
+def _late_phase(name: str, job: Job, task, captioner, out: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Run one late phase into `out`: its headline under `name` and in `metrics`, or its error under
+    `phase_errors`."""
+    import importlib
+
+    phase = getattr(importlib.import_module(f"bench.phases.{name}"), f"{name}_phase")
     try:
-        out["diversity"] = diversity_phase(job, task, captioner, log)
-    except Exception as err:  # noqa: BLE001 - a late phase failing never discards earlier ones
-        out["diversity"] = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
-        log(f"diversity phase FAILED: {type(err).__name__}: {err}")
+        headline = phase(job, task, captioner, log)
+    except Exception as err:  # noqa: BLE001 - a late phase's failure must not cost the earlier results
+        out.setdefault("phase_errors", {})[name] = {
+            "type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
+        log(f"{name} phase FAILED: {type(err).__name__}: {err} (earlier results kept; a rerun redoes {name})")
         return
-    out.setdefault("metrics", {}).update(out["diversity"].get("metrics", {}))
+    out[name] = headline
+    # A phase's headline numbers are its metrics, unless it names them (diversity: `metrics`).
+    numbers = headline.get("metrics") if isinstance(headline.get("metrics"), dict) else headline
+    out.setdefault("metrics", {}).update({k: v for k, v in numbers.items() if isinstance(v, int | float)})
 
 

@@ -112,7 +112,8 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
     def on_result(job: Job, result: dict[str, Any]) -> None:
         results[job.key] = result
         write_summary(suite_dir, _suite_results(suite_dir, every, results))
-        mark = "ok" if result.get("status") == "ok" else f"FAILED ({result.get('error', '')[:200]})"
+        state = str(result.get("status", "failed"))
+        mark = "ok" if state == "ok" else f"{state.upper()} ({result.get('error', '')[:200]})"
         echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
         tracker.log_job(job, result)
 

@@ -174,7 +174,7 @@ class RayExecutor:
                         from bench.results import RESULT, write_json
 
                         write_json(job.dir / RESULT, result)
-                    if step == "main" and result.get("status") == "partial":
+                    if step == "main" and result.get("deferred"):  # not one whose phase failed
                         submit_latency(job)
                     else:
                         on_result(job, result)

@@ -15,6 +15,7 @@ from typing import Any
 from bench.metrics import errprop as ep
 from bench.plan import Job
 from bench.results import read_json, write_json
+from bench.samples import readable
 
 
 def _tokenised(texts: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -58,9 +59,11 @@ def errprop_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
     else:
         report["unavailable"]["quality_by_length"] = "needs the eval phase's captions and scores"
 
-    samples = task.samples(split)[: cfg["images"]]
+    samples, pixels, unreadable = readable(task.samples(split), captioner, cfg["images"])
+    if pixels is None:
+        raise RuntimeError(f"no readable image in split {split!r} of {job.task} to probe")
+    report.update(images=len(samples), images_unreadable=unreadable, images_missing=task.missing(split))
     ids = [s.image_id for s in samples]
-    pixels = torch.stack([captioner.preprocess(s.load_image(), train=False) for s in samples])
     decoding = {**captioner.default_decoding(), **job.decoding}
     vocabulary = [w for w, _ in Counter(w for s in task.samples("train")[:2000] for r in s.references
                                         for w in ep.words(r)).most_common(50)]

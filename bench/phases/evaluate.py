@@ -59,31 +59,54 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
     quality = score_captions(captions, references)
     missing = task.missing(split)
     scores = {
-        "intervals": _intervals(quality, job),
+        "intervals": {},
         "split": split, "decoding": decoding, "corpus": quality.corpus, "per_image": quality.per_image,
         "unavailable": quality.unavailable, "images_scored": len(captions),
         "images_unreadable": skipped, "images_missing": missing, "caption_seconds": seconds,
         "decode_cost": captioner.decode_cost(**decoding),
     }
+    # The scores are the record: written before the bootstrap, which may take long or fail on its own.
     write_json(job.dir / "scores.json", scores)
     log("scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in quality.corpus.items()))
+    for metric, reason in quality.unavailable.items():
+        log(f"{metric} unavailable: {reason}")
     if skipped or missing:
         log(f"skipped {len(skipped)} unreadable and {len(missing)} missing {split} image(s)")
+    if job.eval.get("bootstrap", 0):
+        scores["intervals"], failed = _intervals(quality, job)
+        if failed:
+            scores["intervals_unavailable"] = failed
+            for metric, reason in failed.items():
+                log(f"no bootstrap interval for {metric}: {reason}")
+        write_json(job.dir / "scores.json", scores)
     return scores
 
 
-def _intervals(quality, job: Job) -> dict[str, Any]:
-    """95% bootstrap intervals of every corpus metric (images resampled, corpus scores recomputed)."""
+def _intervals(quality, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
+    """95% bootstrap intervals of every corpus metric (images resampled, corpus scores recomputed),
+    and why a metric has none. All metrics share one set of resamples; should that call fail, each
+    metric is bootstrapped alone so one failing metric costs only its own interval."""
     from dataclasses import asdict
 
     from bench.metrics.stats import bootstrap_ci
 
-    n = job.eval.get("bootstrap", 0)
-    if not n:
-        return {}
-    intervals = bootstrap_ci(*quality.tokenized, metrics=tuple(quality.corpus), per_image=quality.per_image,
-                             corpus=quality.corpus, n_resamples=n, seed=job.seed)
-    return {metric: asdict(interval) for metric, interval in intervals.items()}
+    def run(metrics: tuple[str, ...]) -> dict[str, Any]:
+        intervals = bootstrap_ci(*quality.tokenized, metrics=metrics, per_image=quality.per_image,
+                                 corpus=quality.corpus, n_resamples=job.eval["bootstrap"], seed=job.seed)
+        return {metric: asdict(interval) for metric, interval in intervals.items()}
+
+    try:
+        return run(tuple(quality.corpus)), {}
+    except Exception:  # noqa: BLE001 - find the metric at fault below; the others keep their intervals
+        pass
+    out: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for metric in quality.corpus:
+        try:
+            out.update(run((metric,)))
+        except Exception as err:  # noqa: BLE001
+            failed[metric] = f"{type(err).__name__}: {err}"
+    return out, failed
 
 
 def _sweep(job: Job, captioner, samples, references, decoding, log) -> None:
@@ -119,10 +142,9 @@ class _Images:
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        try:
-            return i, self.captioner.preprocess(self.samples[i].load_image(), train=False)
-        except OSError:
-            return i, None
+        from bench.samples import load
+
+        return i, load(self.samples[i], self.captioner)
 
 
 def _keep(items):

@@ -65,7 +65,8 @@ def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
         dtypes = observed_dtypes(captioner, lambda: captioner.generate(pixels[:1].to(captioner.device), **decoding))
         report: dict[str, Any] = {
             "environment": environment(captioner.device, dtypes), "decoding": decoding,
-            "images_skipped": list(skipped),
+            "images_skipped": list(skipped), "images": len(kept),
+            "images_unreadable": list(skipped), "images_missing": task.missing(job.eval["split"]),
             "batch1": batch1_latency(captioner, pixels, decoding, warmup, repeats),
             "throughput": throughput(captioner, pixels, decoding, cfg["batch_sizes"], warmup),
             "knobs": {k.name: k.label or k.name for k in captioner.knobs if k.name in sweeps},

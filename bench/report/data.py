@@ -2,7 +2,8 @@
 
 A suite folder holds one job folder per (model variant, task, seed); the report groups the seeds of a
 model on a task into one `Entry` and averages over them. Only the result files are read (never MLflow),
-and only jobs whose result.json says `ok`; failed ones are listed in a note under the tables.
+and only jobs whose result.json says `ok` or `partial` (a phase after eval failed: its scores stand);
+failed ones are listed in a note under the tables.
 """
 
 from __future__ import annotations
@@ -127,11 +128,12 @@ class Entry:
 
 
 def load_entries(suite_dir: Path, results: list[dict[str, Any]]) -> tuple[list[Entry], list[dict[str, Any]]]:
-    """Group the `ok` results by (task, label) into entries (suite order, then label); also the failed ones."""
+    """Group the `ok` and `partial` results by (task, label) into entries (suite order, then label); also
+    the failed ones."""
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], Run]]] = {}
     failed = []
     for result in sorted(results, key=lambda r: (str(r.get("job_id", "")), int(r.get("seed", 0)))):
-        if result.get("status") != "ok":
+        if result.get("status") not in ("ok", "partial"):
             failed.append(result)
             continue
         run = Run.load(suite_dir / str(result.get("job_id", "")), result)
