@@ -57,8 +57,10 @@ def test_a_nan_spice_and_a_failing_bootstrap_leave_the_other_scores_and_interval
     assert result["metrics"]["CIDEr"] == scores["corpus"]["CIDEr"] and "CIDEr_ci_low" not in result["metrics"]
 
 
-def test_scores_are_on_disk_before_the_bootstrap_starts(write_config, monkeypatch):
+def test_scores_are_on_disk_before_the_bootstrap_starts_and_a_rerun_adds_the_intervals(write_config, monkeypatch):
     import bench.metrics.stats as stats
+
+    bootstrap = stats.bootstrap_ci
 
     cfg = load_config(write_config(SUITE))
     seen = {}
@@ -72,3 +74,13 @@ def test_scores_are_on_disk_before_the_bootstrap_starts(write_config, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         run_suite(cfg, "scored", echo=lambda _: None)
     assert seen["images_scored"] == 12 and "CIDEr" in seen["corpus"] and seen["intervals"] == {}
+    assert seen["intervals_pending"] is True
+
+    monkeypatch.setattr(stats, "bootstrap_ci", bootstrap)
+    (result,) = run_suite(cfg, "scored", echo=lambda _: None)
+    job_dir = cfg.results_dir / "scored" / result["job_id"]
+    scores = read_json(job_dir / "scores.json")
+    assert result["status"] == "ok" and "intervals_pending" not in scores
+    assert set(scores["intervals"]) == set(scores["corpus"]) and scores["corpus"] == seen["corpus"]
+    assert result["metrics"]["CIDEr_ci_low"] <= result["metrics"]["CIDEr"] <= result["metrics"]["CIDEr_ci_high"]
+    assert "scores found without their bootstrap intervals" in (job_dir / "log.txt").read_text()

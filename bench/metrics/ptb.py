@@ -54,8 +54,13 @@ def ptb_lines(lines: list[str]) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="ptb-") as tmp:
         source = Path(tmp) / "captions.txt"
         source.write_bytes("\n".join(lines).encode())
-        done = subprocess.run(["java", "-cp", ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR, "edu.stanford.nlp.process.PTBTokenizer",
-                               "-preserveLines", "-lowerCase", str(source)],
-                              cwd=folder, stdout=subprocess.PIPE, check=True)
+        # Java's chatter (token counts, "Picked up JAVA_TOOL_OPTIONS") stays off the console; it is
+        # kept for the error message when the tokenizer fails.
+        done = subprocess.run(["java", "-cp", ptbtokenizer.STANFORD_CORENLP_3_4_1_JAR,
+                               "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase",
+                               str(source)], cwd=folder, capture_output=True)
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.decode(errors="replace").strip().splitlines()[-6:])
+        raise RuntimeError(f"the PTB tokenizer (java) exited with status {done.returncode}: {tail}")
     text = done.stdout.decode()
     return (text[:-1] if text.endswith("\n") else text).split("\n")

@@ -30,6 +30,8 @@ def eval_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[st
     if distributed.broadcast(scores_file.is_file()):  # rank 0 decides, so every rank takes one path
         if main:
             scores = read_json(scores_file)
+            if scores.get("intervals_pending"):  # the job stopped during the bootstrap: finish it
+                scores = _resume_intervals(job, scores, references, log)
         log("scores found; not captioning again")
     else:
         log(f"caption {len(samples)} {split} images with {decoding}")
@@ -65,6 +67,8 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
         "images_unreadable": skipped, "images_missing": missing, "caption_seconds": seconds,
         "decode_cost": captioner.decode_cost(**decoding),
     }
+    if job.eval.get("bootstrap", 0):
+        scores["intervals_pending"] = True
     # The scores are the record: written before the bootstrap, which may take long or fail on its own.
     write_json(job.dir / "scores.json", scores)
     log("scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in quality.corpus.items()))
@@ -72,13 +76,32 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
         log(f"{metric} unavailable: {reason}")
     if skipped or missing:
         log(f"skipped {len(skipped)} unreadable and {len(missing)} missing {split} image(s)")
-    if job.eval.get("bootstrap", 0):
-        scores["intervals"], failed = _intervals(quality, job)
-        if failed:
-            scores["intervals_unavailable"] = failed
-            for metric, reason in failed.items():
-                log(f"no bootstrap interval for {metric}: {reason}")
-        write_json(job.dir / "scores.json", scores)
+    if scores.get("intervals_pending"):
+        _add_intervals(job, scores, quality, log)
+    return scores
+
+
+def _add_intervals(job: Job, scores: dict[str, Any], quality, log: Callable[[str], None]) -> None:
+    """Bootstrap intervals into `scores` and scores.json (rewritten), with why a metric has none."""
+    scores["intervals"], failed = _intervals(quality, job)
+    scores.pop("intervals_pending", None)
+    scores.pop("intervals_unavailable", None)
+    if failed:
+        scores["intervals_unavailable"] = failed
+        for metric, reason in failed.items():
+            log(f"no bootstrap interval for {metric}: {reason}")
+    write_json(job.dir / "scores.json", scores)
+
+
+def _resume_intervals(job: Job, scores: dict[str, Any], references: dict[str, list[str]],
+                      log: Callable[[str], None]) -> dict[str, Any]:
+    """The bootstrap of a job stopped after scores.json was written: rescore captions.json (same
+    texts, same scores) for the tokenised texts the bootstrap resamples, and add the intervals."""
+    from bench.metrics.quality import score_captions
+
+    captions = {c["image_id"]: c["caption"] for c in read_json(job.dir / "captions.json")}
+    log("scores found without their bootstrap intervals; computing them")
+    _add_intervals(job, scores, score_captions(captions, references), log)
     return scores
 
 
