@@ -55,7 +55,7 @@ def diversity_phase(job: Job, task, captioner, log: Callable[[str], None]) -> di
 
     split = job.eval["split"]
     kept, pixels, skipped = readable(task.samples(split), captioner, cfg["images"])
-    report.update(images=len(kept), images_unreadable=skipped)
+    report.update(images=len(kept), images_unreadable=skipped, images_missing=task.missing(split))
     if pixels is None:
         raise RuntimeError(f"diversity: no readable {split} image among those listed")
     references = task.references(split)
