@@ -122,11 +122,14 @@ class LatencyConfig(_Strict):
 
 
 class ErrpropConfig(_Strict):
-    """The errprop phase: how many images, which positions, when a diffusion injection happens."""
+    """The errprop phase: how many images, which positions, how many wrong words (the levels an
+    injection is made at are the captioner's `injection_levels`)."""
 
-    images: int = Field(100, ge=1, description="the first N images of the eval split (probes b-d)")
+    images: int = Field(100, ge=1, description="the first N readable images of the eval split (probes)")
     positions: int = Field(12, ge=1, description="inject at word positions 0..N-1")
-    inject_at: float = Field(0.5, gt=0, lt=1, description="diffusion: fraction of steps before injecting")
+    wrong_words: int = Field(3, ge=1, description="wrong words drawn per image and position")
+    seed: int = Field(0, description="seed of the wrong-word draws (the same words for every model)")
+    n_resamples: int = Field(1000, ge=1, description="bootstrap resamples of each interval")
     batch_size: int = Field(50, ge=1)
 
 

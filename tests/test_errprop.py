@@ -1,76 +1,181 @@
+"""Error propagation: the alignment-based measures, and the errprop probes on toy models of both
+paradigms whose change counts are known by hand."""
+
 import pytest
 import torch
 
+from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_TEACHER_FORCING
 from bench.metrics import errprop as ep
-from bench.phases.errprop import _autoregressive_probes
+from bench.phases.errprop import Probes, _headline
+from models.autoregressive import ForcedPrefixProbes
 
-VOCAB = ["red", "green", "blue", "circle", "square", "left", "right", "top", "bottom", "small"]
+SENTENCE = "a small red circle on the left of the picture".split()
 
 
-class ChainModel:
-    """Deterministic toy autoregressive model: each word is the successor of the previous one."""
+class ToyAutoregressive(ForcedPrefixProbes):
+    """Deterministic: continues a forced prefix with the sentence, reacting to a foreign word by
+    `react`: "insert" adds one word then goes on as before; "propagate" changes every later word;
+    "ignore" goes on as before."""
 
-    paradigm = "autoregressive"
+    probes = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_TEACHER_FORCING})
+    injection_levels = ()
+    probe_settings = ({},)
     device = torch.device("cpu")
-    length = 8
 
-    def next_word(self, previous: str, position: int) -> str:
-        return VOCAB[(VOCAB.index(previous) + 1) % len(VOCAB)]
+    def __init__(self, react: str):
+        self.react = react
 
     def continue_from(self, pixels, prefixes, **decoding):
         out = []
         for prefix in prefixes:
-            words = list(prefix)
-            while len(words) < self.length:
-                words.append(self.next_word(words[-1], len(words)))
-            out.append(" ".join(words))
+            k = len(prefix) - 1
+            if k >= 0 and prefix[k] != SENTENCE[k]:
+                tail = {"insert": ["big", *SENTENCE[k + 1:]], "ignore": SENTENCE[k + 1:],
+                        "propagate": [f"{prefix[k]}{p}" for p in range(k + 1, len(SENTENCE))]}[self.react]
+            else:
+                tail = SENTENCE[k + 1:]
+            out.append(" ".join([*prefix, *tail]))
         return out
 
     def caption(self, pixels, **decoding):
-        return self.continue_from(pixels, [["red"]] * len(pixels))
+        return [" ".join(SENTENCE)] * len(pixels)
 
     def teacher_forced_words(self, pixels, captions):
-        return [[k > 0 and w == self.next_word(ws[k - 1], k) for k, w in enumerate(ws)]
-                for ws in (c.split() for c in captions)]
+        return [[True] * len(c.split()) for c in captions]
+
+    def default_decoding(self):
+        return {}
 
 
-class PositionModel(ChainModel):
-    """Each word depends on its position only: an injected error cannot propagate."""
+class ToyDiffusion:
+    """A stand-in parallel sampler: late injections (level >= 0.5) stay and change nothing else; early
+    ones are repaired but disturb the next word. Its raw output repeats the first word."""
 
-    def next_word(self, previous: str, position: int) -> str:
-        return VOCAB[position % len(VOCAB)]
+    probes = frozenset({PROBE_RAW, PROBE_INJECTION})
+    injection_levels = (0.2, 0.8)
+    probe_settings = ({}, {"refine": False})
+    device = torch.device("cpu")
+
+    def probe_decoding(self, decoding):
+        return dict(decoding)
+
+    def caption(self, pixels, **decoding):
+        return [" ".join(SENTENCE)] * len(pixels)
+
+    def caption_raw(self, pixels, **decoding):
+        return [" ".join([SENTENCE[0], *SENTENCE])] * len(pixels)
+
+    def caption_with_injection(self, pixels, captions, position, words, level=None, **decoding):
+        out = []
+        for caption, word in zip(captions, words, strict=True):
+            w = caption.split()
+            if level >= 0.5 or word == w[position]:
+                w[position] = word
+            elif position + 1 < len(w):
+                w[position + 1] = "odd"
+            out.append(" ".join(w))
+        return out
 
 
-@pytest.mark.parametrize("model, changed", [(ChainModel(), lambda k: 8 - k - 1), (PositionModel(), lambda k: 0)])
-def test_injection_gives_the_known_change_counts(model, changed):
-    ids = ["a", "b"]
-    base = dict(zip(ids, model.caption(torch.zeros(2, 1)), strict=True))
-    references = {i: [base[i], "red green blue"] for i in ids}
-    report = {"free_running": ep.position_accuracy(list(ep.free_running_hits(base, references).values())),
-              "unavailable": {}}
-    _autoregressive_probes(model, torch.zeros(2, 1), ids, base, references, VOCAB, {"positions": 5}, report)
-    curve = report["injection"]
-    assert [row["position"] for row in curve] == [0, 1, 2, 3, 4]
-    assert [row["mean_changed_after"] for row in curve] == [changed(k) for k in range(5)]
-    assert all(row["cider_drop"] == pytest.approx(row["cider_before"] - row["cider_after"]) for row in curve)
-    # teacher forcing on the model's own captions: every word after the first is predicted
-    assert report["teacher_forced"][0]["accuracy"] == 0 and report["teacher_forced"][3]["accuracy"] == 1
-    assert [r["gap"] for r in report["exposure_gap"]][1:] == [0.0] * 7
+def _probe(model, images=4, positions=3, wrong=2):
+    ids = [f"i{n}" for n in range(images)]
+    # half the images are described by the sentence, so CIDEr's idf does not vanish
+    other = ["two blue squares at the top", "a green triangle"]
+    references = {i: [" ".join(SENTENCE), "a red circle at the left"] if n % 2 else other
+                  for n, i in enumerate(ids)}
+    cfg = {"positions": positions, "wrong_words": wrong, "seed": 0, "n_resamples": 50, "batch_size": 3}
+    report = {"unavailable": {}}
+    pool = ["square", "blue", "green", "top", "triangle"]
+    Probes(model, torch.zeros(images, 1), ids, references, cfg).run(report, {}, [" ".join(pool)] * 2,
+                                                                    lambda _: None)
+    return report
 
 
-def test_alignment_accuracy_and_repetition():
-    refs = [["a", "red", "circle"], ["a", "blue", "square", "on", "the", "left"]]
-    assert ep.best_aligned(["a", "blue", "square", "on"], refs) == refs[1]
-    hits = ep.free_running_hits({"x": "a blue circle"}, {"x": ["a red circle", "the big blue circle"]})
-    assert hits["x"] == [True, False, True]
+@pytest.mark.parametrize("react, after", [("insert", 1), ("ignore", 0), ("propagate", None)])
+def test_autoregressive_injection_gives_hand_counts(react, after):
+    report = _probe(ToyAutoregressive(react))
+    rows = report["injection"]
+    assert [r["position"] for r in rows] == [0, 1, 2] and all(r["level"] is None for r in rows)
+    for r in rows:
+        expected = len(SENTENCE) - r["position"] - 1 if after is None else after
+        assert r["changed_after"] == expected and r["changed_before"] == 0
+        assert r["survival"] == 1.0  # forced: the wrong word stays
+        assert r["injections"] == 4 * 2 and r["images"] == 4
+        # the control (the original word forced) changes nothing for a deterministic model
+        assert (r["control_changed_before"], r["control_changed_after"], r["control_survival"]) == (0, 0, 1)
+        assert r["control_quality"]["CIDEr"]["drop"] == 0 and r["control_quality"]["BLEU-4"]["drop"] == 0
+        quality = r["quality"]["CIDEr"]
+        assert quality["drop"] == pytest.approx(quality["uninjected"] - quality["injected"])
+        assert quality["low"] <= quality["drop"] <= quality["high"] and quality["drop"] > 0
+    assert report["teacher_forced"][0]["accuracy"] == 1 and "exposure_gap" in report
+    assert report["injection_setup"]["wrong_words"] == 2 and report["repetition_rate"] == 0
+
+
+def test_diffusion_injection_by_level_and_setting():
+    report = _probe(ToyDiffusion())
+    assert "teacher_forced" in report["unavailable"] and "exposure_gap" not in report
+    curves = {(r["setting"], r["level"]): r for r in report["injection"] if r["position"] == 1}
+    assert set(curves) == {("default", 0.2), ("default", 0.8), ("refine-False", 0.2), ("refine-False", 0.8)}
+    late, early = curves[("default", 0.8)], curves[("default", 0.2)]
+    assert (late["changed_before"], late["changed_after"], late["survival"]) == (0, 0, 1)
+    assert (early["changed_before"], early["changed_after"], early["survival"]) == (0, 1, 0)
+    assert early["control_changed_after"] == 0
+    assert report["repetition_rate"] == pytest.approx(1 / len(SENTENCE))
+    metrics = _headline(report)
+    assert metrics["injection/default/level_0.2/changed_after"] == 1
+    assert metrics["injection/refine-False/level_0.8/survival"] == 1
+
+
+def test_alignment_accuracy_of_a_shifted_caption_is_high():
+    reference = "a red circle on the left of the picture"
+    shifted = "there a red circle on the left of the"  # one word in front, the last one lost
+    hits = ep.free_running_hits({"x": shifted}, {"x": [reference, "two squares"]})["x"]
+    assert sum(hits) == 8 and hits[-1] is False
+    by_index = sum(a == b for a, b in zip(shifted.split(), reference.split(), strict=False))
+    assert by_index == 0  # what comparing by index gave
     rows = ep.position_accuracy([[True, False, True], [True, True]])
     assert [r["accuracy"] for r in rows] == [1.0, 0.5, 1.0] and [r["count"] for r in rows] == [2, 2, 1]
     assert ep.repetition_rate(["a a red red circle", "a circle"]) == pytest.approx(2 / 5)
-    assert ep.changes_elsewhere(["a", "b", "c"], ["a", "x", "d", "e"], 1) == 2
+
+
+@pytest.mark.parametrize("injected, before, after, survived", [
+    ("a blue circle on the left", 0, 0, True),
+    ("a blue big circle on the left", 0, 1, True),
+    ("a red circle on the left", 0, 0, False),
+    ("a circle on the left", 0, 0, False),
+    ("the blue circle on the left", 1, 0, True),
+    ("a blue square at the left", 0, 2, True),
+    ("a blue circle on the left side", 0, 1, True),
+    ("blue circle on the left", 1, 0, True),
+])
+def test_injection_effect_matches_the_docstring(injected, before, after, survived):
+    effect = ep.injection_effect(ep.words("a red circle on the left"), ep.words(injected), 1, "blue")
+    assert effect == {"changed_before": before, "changed_after": after, "survived": survived}
+
+
+def test_wrong_words_are_seeded_content_words_absent_from_the_caption():
+    pool = ep.content_words(["a red circle", "a red square", "the blue circle", "one green square"], min_count=1)
+    assert pool == ["blue", "circle", "green", "red", "square"]
+    caption = ["a", "red", "circle"]
+    drawn = ep.draw_wrong_words(pool, caption, 2, seed=0, key="img|1")
+    assert len(set(drawn)) == 2 and not set(drawn) & set(caption)
+    assert drawn == ep.draw_wrong_words(pool, caption, 2, seed=0, key="img|1")
+    draws = {tuple(ep.draw_wrong_words(pool, caption, 1, seed=s, key="img|1")) for s in range(20)}
+    assert len(draws) == 3  # every absent word is drawn sometimes, not always the most frequent
 
 
 def test_length_buckets_are_shared_and_ordered():
     refs = {"s": ["one two three four five"], "l": ["one two three four five six seven eight nine ten"]}
     assert ep.length_buckets(refs) == {"s": 5, "l": 10}
-    rows = ep.quality_by_length({"s": "x", "l": "y"}, refs, {"s": 0.5, "l": 1.5}, lambda ids: 0.0, min_images=1)
+    rows = ep.quality_by_length({"s": "x", "l": "y"}, refs, {"s": 0.5, "l": 1.5}, lambda ids: {"BLEU-4": 0.0},
+                                min_images=1)
     assert [(r["length"], r["CIDEr"]) for r in rows] == [(5, 0.5), (10, 1.5)]
+
+
+def test_phase_never_branches_on_paradigm():
+    import inspect
+
+    import bench.phases.errprop as phase
+
+    source = inspect.getsource(phase)
+    assert ".paradigm" not in source and "paradigm ==" not in source

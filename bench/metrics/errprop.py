@@ -1,46 +1,150 @@
-"""Error propagation, defined the same way for both paradigms so the curves share axes.
+"""Error propagation, defined once for every paradigm, along a Levenshtein alignment of words.
 
-All positions are word positions (lower-cased alphanumeric words; punctuation dropped).
+Words are lower-cased alphanumeric words (`words`: punctuation dropped). Every word-level measure
+below compares two word sequences through one alignment (`align`: minimum edit distance, unit costs;
+among equally cheap alignments the one that puts insertions and deletions as late as possible), so
+one inserted word is one change, never one per later position.
 
-a. quality by length: images bucketed by the length of their references (mean words, rounded), the
-   same buckets for every model, with BLEU-4 (corpus-level within the bucket) and CIDEr (mean of the
-   split-level per-image CIDEr-D) per bucket; LaDiC's figure 2b;
-b. per-position word accuracy against the best-aligned reference (the one at the smallest word edit
-   distance): free-running for every model, and teacher-forced for autoregressive ones; the exposure
-   gap is teacher-forced minus free-running accuracy at each position;
-c. error injection: autoregressive, the greedy caption's word k is replaced by a wrong word and the
-   model continues from there: how many later words change, and the CIDEr drop; diffusion, the latent
-   of position k is overwritten with a wrong word's latent part-way through sampling: whether k
-   recovers, and how many other positions change;
-d. repetition rate: the share of words equal to their predecessor, before any de-duplication.
+a. Quality by length: images bucketed by the mean length of their references (rounded), the same
+   buckets for every model; per bucket corpus BLEU-4 and the mean of the split-level per-image
+   CIDEr-D, each with a 95% bootstrap interval over the bucket's images (LaDiC's figure 2b).
+
+b. Per-position accuracy against the best-aligned reference R (the one at the smallest word edit
+   distance): position p of R is a hit when the alignment matches R[p] with an equal word.
+   Example: R = "a red circle on the left", caption "there is a red circle on the left":
+   two insertions, then six matches: accuracy 6/6 at every position, where comparing by index
+   would give 0/6. Teacher-forced accuracy (autoregressive models, `teacher_forced_words`) is on
+   the same R positions; the exposure gap at p is teacher-forced minus free-running accuracy.
+   Example: R = "a red circle", caption "a blue circle", teacher forcing right on all three:
+   free-running 1, 0, 1; gap 0, 1, 0.
+
+c. Error injection at word k of the uninjected caption O with a wrong word w; I is the caption
+   generated after the injection. `injection_effect(O, I, k, w)` aligns O with I where the edit of
+   O[k] itself (substituted or deleted) is free, and counts every other edit:
+   - changed_before / changed_after: edits at O positions before / after k (an insertion counts
+     before k when it sits in front of O[k], after k otherwise);
+   - survived: w is a word of I (wrong words are drawn from words absent from O, so an occurrence
+     can only come from the injection; for the control, O[k] is still a word of I).
+   Examples with O = "a red circle on the left", k = 1, w = "blue":
+     I = "a blue circle on the left"         -> before 0, after 0, survived
+     I = "a blue big circle on the left"     -> after 1 (one inserted word), survived
+     I = "a red circle on the left"          -> 0 and 0, not survived (repaired)
+     I = "a circle on the left"              -> 0 and 0, not survived (word k dropped, free)
+     I = "the blue circle on the left"       -> before 1, survived
+     I = "a blue square at the left"         -> after 2, survived
+   Wrong words are content words of the training captions drawn with a seed, several per image and
+   position (`draw_wrong_words`); the control puts O[k] itself through the same path (its changes are
+   the probe's own noise floor). The quality drop is corpus CIDEr-D and BLEU-4 of O minus those of
+   I on the same images, with paired bootstrap intervals (bench/phases/errprop.py).
+
+d. Repetition rate: the share of words equal to the word before them, on raw output (before any
+   de-duplication; `caption_raw`).
 """
 
 from __future__ import annotations
 
+import random
 import re
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+#: Function words never drawn as wrong words (a wrong word should change what a caption says).
+STOPWORDS = frozenset(
+    "a an the and or but of in on at to from with without by for as is are was were be been being "
+    "there here this that these those it its it's they them their he she his her we you i one two "
+    "some any each other another into onto over under near next up down out off than then very".split())
+
+# (kind, i, j): "equal" | "sub" | "del" (O[i] dropped) | "ins" (I[j] added before O[i])
+Op = tuple[str, int, int]
 
 
 def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
-    previous = list(range(len(b) + 1))
+def _table(a: Sequence[str], b: Sequence[str], free: int | None) -> list[list[int]]:
+    d = [[j for j in range(len(b) + 1)]]
     for i, x in enumerate(a, 1):
-        current = [i]
+        gratis = i - 1 == free
+        row = [d[-1][0] + (0 if gratis else 1)]
         for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
+            row.append(min(d[-1][j] + (0 if gratis else 1), row[j - 1] + 1,
+                           d[-1][j - 1] + (0 if x == y or gratis else 1)))
+        d.append(row)
+    return d
+
+
+def align(a: Sequence[str], b: Sequence[str], free: int | None = None) -> list[Op]:
+    """A minimum-cost alignment of `a` onto `b` (unit costs; editing a[free] costs nothing).
+
+    Traced back from the end preferring insertions, then deletions, then the diagonal, so among
+    alignments of equal cost indels sit as late as possible (an autoregressive continuation never
+    shows an edit inside the forced prefix when one after it explains the change as well).
+    """
+    d = _table(a, b, free)
+    ops: list[Op] = []
+    i, j = len(a), len(b)
+    while i or j:
+        cost = 0 if i - 1 == free else 1
+        if j and d[i][j] == d[i][j - 1] + 1:
+            ops.append(("ins", i, j - 1))
+            j -= 1
+        elif i and d[i][j] == d[i - 1][j] + cost:
+            ops.append(("del", i - 1, j))
+            i -= 1
+        else:
+            ops.append(("equal" if a[i - 1] == b[j - 1] else "sub", i - 1, j - 1))
+            i, j = i - 1, j - 1
+    return ops[::-1]
+
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    return _table(a, b, None)[-1][-1]
 
 
 def best_aligned(caption: list[str], references: Sequence[list[str]]) -> list[str]:
     """The reference at the smallest word edit distance (the first on ties)."""
     return min(references, key=lambda ref: edit_distance(caption, ref))
+
+
+def aligned_hits(caption: Sequence[str], reference: Sequence[str]) -> list[bool]:
+    """Per position of `reference`: is it matched by an equal word of `caption` in the alignment?"""
+    hits = [False] * len(reference)
+    for kind, i, _ in align(reference, caption):
+        if kind == "equal":
+            hits[i] = True
+    return hits
+
+
+def injection_effect(original: Sequence[str], injected: Sequence[str], position: int,
+                     wrong: str) -> dict[str, Any]:
+    """Edits outside `position` (before / after it) and whether `wrong` survived there (docstring c)."""
+    before = after = 0
+    for kind, i, _ in align(original, injected, free=position):
+        if kind == "equal" or (i == position and kind != "ins"):
+            continue  # a match, or the free edit of word k itself
+        if i < position or (kind == "ins" and i == position):
+            before += 1
+        else:
+            after += 1
+    return {"changed_before": before, "changed_after": after, "survived": wrong in injected}
+
+
+def content_words(captions: Iterable[str], min_count: int = 2) -> list[str]:
+    """Distinct non-function words seen at least `min_count` times, sorted (the wrong-word pool)."""
+    counts = Counter(w for c in captions for w in words(c) if w not in STOPWORDS and not w.isdigit())
+    return sorted(w for w, n in counts.items() if n >= min_count)
+
+
+def draw_wrong_words(pool: Sequence[str], caption: Sequence[str], n: int, seed: int, key: str) -> list[str]:
+    """`n` distinct words of `pool` absent from `caption`, uniformly, seeded by (seed, key, caption):
+    reproducible, independent of batch and order. Fewer when the pool is smaller."""
+    absent = set(caption)
+    candidates = [w for w in pool if w not in absent]
+    rng = random.Random(f"{seed}|{key}|{' '.join(caption)}")
+    return rng.sample(candidates, min(n, len(candidates)))
 
 
 def length_buckets(references: dict[str, list[str]], bucket_of: Callable[[float], int] = round) -> dict[str, int]:
@@ -49,10 +153,10 @@ def length_buckets(references: dict[str, list[str]], bucket_of: Callable[[float]
 
 
 def quality_by_length(captions: dict[str, str], references: dict[str, list[str]],
-                      per_image_cider: dict[str, float], bleu4: Callable[[list[str]], float],
+                      per_image_cider: dict[str, float], score: Callable[[list[str]], dict[str, Any]],
                       min_images: int = 5) -> list[dict[str, Any]]:
-    """Rows per length bucket with at least `min_images` images: BLEU-4 (`bleu4(image_ids)`, corpus
-    level within the bucket) and mean per-image CIDEr-D."""
+    """Rows per length bucket with at least `min_images` images: `score(image_ids)` gives the bucket's
+    BLEU-4 and CIDEr entries (values with intervals); CIDEr is the mean of `per_image_cider`."""
     buckets: dict[int, list[str]] = {}
     for image_id, bucket in length_buckets({i: references[i] for i in captions}).items():
         buckets.setdefault(bucket, []).append(image_id)
@@ -60,8 +164,8 @@ def quality_by_length(captions: dict[str, str], references: dict[str, list[str]]
     for bucket in sorted(buckets):
         ids = sorted(buckets[bucket])
         if len(ids) >= min_images:
-            rows.append({"length": bucket, "images": len(ids), "BLEU-4": bleu4(ids),
-                         "CIDEr": sum(per_image_cider[i] for i in ids) / len(ids)})
+            rows.append({"length": bucket, "images": len(ids),
+                         "CIDEr": sum(per_image_cider[i] for i in ids) / len(ids), **score(ids)})
     return rows
 
 
@@ -76,12 +180,11 @@ def position_accuracy(hits: Sequence[Sequence[bool]]) -> list[dict[str, Any]]:
 
 
 def free_running_hits(captions: dict[str, str], references: dict[str, list[str]]) -> dict[str, list[bool]]:
-    """Per image, per position of the best-aligned reference: does the generated word match?"""
+    """Per image, per position of the best-aligned reference: is it matched in the alignment?"""
     out = {}
     for image_id, caption in captions.items():
         gen = words(caption)
-        ref = best_aligned(gen, [words(r) for r in references[image_id]])
-        out[image_id] = [k < len(gen) and gen[k] == ref[k] for k in range(len(ref))]
+        out[image_id] = aligned_hits(gen, best_aligned(gen, [words(r) for r in references[image_id]]))
     return out
 
 
@@ -91,24 +194,6 @@ def exposure_gap(free: list[dict[str, Any]], forced: list[dict[str, Any]]) -> li
              "free_running": by_position[r["position"]]["accuracy"],
              "gap": r["accuracy"] - by_position[r["position"]]["accuracy"], "count": r["count"]}
             for r in forced if r["position"] in by_position]
-
-
-def wrong_word(original: str, vocabulary: Sequence[str]) -> str:
-    """A deterministic wrong word: the first vocabulary word that differs from the original."""
-    return next(w for w in vocabulary if w != original)
-
-
-def changes_after(original: list[str], injected: list[str], position: int) -> int:
-    """Words after `position` that differ (a length difference counts as changed words)."""
-    tail_a, tail_b = original[position + 1:], injected[position + 1:]
-    return sum(a != b for a, b in zip(tail_a, tail_b, strict=False)) + abs(len(tail_a) - len(tail_b))
-
-
-def changes_elsewhere(original: list[str], injected: list[str], position: int) -> int:
-    """Positions other than `position` that differ, over the longer caption."""
-    length = max(len(original), len(injected))
-    pad_a, pad_b = original + [""] * (length - len(original)), injected + [""] * (length - len(injected))
-    return sum(a != b for k, (a, b) in enumerate(zip(pad_a, pad_b, strict=True)) if k != position)
 
 
 def repetition_rate(captions: Sequence[str]) -> float:

@@ -34,9 +34,20 @@ Defaults follow the paper; the released code's differences are options:
 - De-duplication per caption (consecutive equal tokens, then consecutive equal words; "." stripped,
   one "." appended). The released code collapses columns across the batch, so a caption there depends
   on its batch mates: not copied.
-- Noise: drawn from a generator seeded by `seed`, one draw shared by every image of the batch (and
-  one per MBR candidate), so a caption is a function of (image, seed) only; the released code draws
-  the batch's noise from the global generator.
+- Noise: per image, from a generator seeded by (seed, sha256 of the image's preprocessed pixels)
+  (models/seeding.py `image_seeds`; the caption API sees pixels, not ids, and the pixels are the
+  image's identity), one draw per MBR candidate. A caption is a function of (image, seed) only,
+  whatever its batch mates, and images get independent noise, so intervals over images carry no
+  noise draw shared by the whole split. The released code draws the batch's noise from the global
+  generator.
+- Error-propagation probes (bench/metrics/errprop.py). `caption_raw`: the argmax tokens with the
+  length fillers removed, nothing de-duplicated. `caption_with_injection`: the uninjected run is
+  sampled again (same noise), word k of its caption is mapped to its token positions (runs of one id
+  and word pieces included), and the prediction there is overwritten with the wrong word's latent
+  (x0 of the caption with word k replaced, at that word's pieces; extra pieces take the following
+  positions) at the first level t <= (1 - level) T the sampler reaches, then sampling goes on with
+  the same noise draws. Levels 0.2/0.5/0.8 (t = 800/500/200), each with Back&Refine on and off;
+  MBR is off in the probes (one candidate is one trajectory).
 
 Other choices and deviations (from both):
 - Image encoder of ladic-base: the vision tower of `Salesforce/blip-image-captioning-base` stands in
@@ -90,13 +101,14 @@ import torch
 from PIL import Image
 from torch.nn.utils.rnn import pad_sequence
 
-from bench.api import PROBE_SAMPLING, Captioner, Knob, Sample, VariantInfo
+from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_SAMPLING, Captioner, Knob, Sample, VariantInfo
 from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
 from models.ladic.config import VARIANTS, LaDiCConfig, validate
-from models.ladic.diffusion import Diffusion, NoiseSource, Refine, guide
+from models.ladic.diffusion import Diffusion, Injection, NoiseSource, Refine, guide
 from models.ladic.mbr import mbr_select
 from models.ladic.network import Architecture, LaDiCNetwork, build, rebuild
 from models.ladic.tokens import CaptionCodec
+from models.seeding import image_seeds
 from models.text import normalise_caption
 
 log = logging.getLogger("models.ladic")
@@ -124,9 +136,10 @@ class LaDiCCaptioner(Captioner):
         Knob("mode", str, "optimized", choices=("optimized", "reference"),
              help="optimized loop, or the released code's loop structure (same captions)"),
     )
-    # The probes this model implements (raw, injection, sampling) are added with their code.
-    probes: frozenset[str] = frozenset({PROBE_SAMPLING})
+    probes = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_SAMPLING})
     sampling_methods = ("seeds",)  # k captions per image: k noise seeds
+    injection_levels = (0.2, 0.5, 0.8)  # early, middle, late: t = 800, 500, 200
+    probe_settings = ({}, {"back_and_refine": False})
 
     def __init__(self, config: LaDiCConfig):
         validate(config)
@@ -253,9 +266,8 @@ class LaDiCCaptioner(Captioner):
         """Captions for a batch; a caption depends on its image and `seed`, never on its batch mates."""
         steps_, guidance_, refine, mbr_ = self._settings(steps, guidance, back_and_refine, mbr)
         x0 = self.sample_latents(pixel_values, steps_, guidance_, refine, mbr_, seed, mode)
-        latent = self.module.latent
         assert self.codec is not None
-        captions = [self.codec.decode(row) for row in latent.to_ids(latent.logits(x0)).tolist()]
+        captions = [self.codec.decode(row) for row in self._ids(x0).tolist()]
         return mbr_select(captions, mbr_, self.config.mbr_metric) if mbr_ > 1 else captions
 
     def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
@@ -267,15 +279,18 @@ class LaDiCCaptioner(Captioner):
         runs = [self.caption(pixel_values, seed=seed + j, **decoding) for j in range(k)]
         return [list(row) for row in zip(*runs, strict=True)]
 
+    def _ids(self, x0: torch.Tensor) -> torch.Tensor:
+        latent = self.module.latent
+        return latent.to_ids(latent.logits(x0))
+
     @torch.no_grad()
     def sample_latents(self, pixel_values: torch.Tensor, steps: int, guidance: float,
                        refine: Refine | None, mbr: int = 1, seed: int = 0,
-                       mode: Mode = "optimized") -> torch.Tensor:
-        """Predicted x0 (batch * mbr, tokens, width), image-major."""
+                       mode: Mode = "optimized", inject: Injection | None = None) -> torch.Tensor:
+        """Predicted x0 (batch * mbr, tokens, width), image-major; noise seeded per image."""
         network = self.module
         network.eval()
         pixel_values = pixel_values.to(self.device)
-        batch = pixel_values.shape[0]
         if mode == "optimized":
             denoise = self._optimized_denoiser(pixel_values, guidance, mbr)
         elif mode == "reference":
@@ -283,11 +298,87 @@ class LaDiCCaptioner(Captioner):
         else:
             raise ValueError(f"mode must be 'optimized' or 'reference', got {mode!r}")
         latent = network.latent
-        noise = NoiseSource(seed, batch, mbr, self.config.max_tokens, latent.width, self.device,
-                            pixel_values.dtype)
+        noise = NoiseSource(image_seeds(pixel_values, seed), mbr, self.config.max_tokens, latent.width,
+                            self.device, pixel_values.dtype)
         trace = self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
-                                      latent.confidence)
+                                      latent.confidence, inject)
         return trace.x0
+
+    # -- error-propagation probes (bench/metrics/errprop.py) ------------------------------------------
+    def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
+        # One candidate is one noise trajectory to inject into: MBR's choice among several is not.
+        return {**decoding, "mbr": 1}
+
+    @torch.no_grad()
+    def caption_raw(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
+        """Argmax tokens as sampled, length fillers removed, before any de-duplication (MBR off)."""
+        decoding = self.probe_decoding(decoding)
+        steps, guidance, refine, _ = self._settings(decoding.get("steps"), decoding.get("guidance"),
+                                                    decoding.get("back_and_refine"), 1)
+        x0 = self.sample_latents(pixel_values, steps, guidance, refine, 1, decoding.get("seed", 0),
+                                 decoding.get("mode", "optimized"))
+        assert self.codec is not None
+        return [self.codec.decode_raw(row) for row in self._ids(x0).tolist()]
+
+    def injection_t(self, level: float | None) -> int:
+        """The diffusion level of an injection `level` (fraction of generation done; None: middle)."""
+        level = 0.5 if level is None else float(level)
+        if not 0 < level < 1:
+            raise ValueError(f"injection level must be a fraction in (0, 1), got {level}")
+        return min(self.diffusion.T - 2, round((1 - level) * self.diffusion.T))
+
+    @torch.no_grad()
+    def caption_with_injection(self, pixel_values: torch.Tensor, captions: list[str], position: int,
+                               words: list[str], level: float | None = None, **decoding: Any) -> list[str]:
+        """Word `position` of each uninjected caption overwritten by `words[i]`'s latent part-way
+        through sampling (module docstring); the same noise draws as the uninjected run."""
+        decoding = self.probe_decoding(decoding)
+        steps, guidance, refine, _ = self._settings(decoding.get("steps"), decoding.get("guidance"),
+                                                    decoding.get("back_and_refine"), 1)
+        seed, mode = decoding.get("seed", 0), decoding.get("mode", "optimized")
+        base = self.sample_latents(pixel_values, steps, guidance, refine, 1, seed, mode)
+        mask, values = self._injection_targets(self._ids(base), captions, position, words)
+        inject = Injection(self.injection_t(level), mask, values)
+        x0 = self.sample_latents(pixel_values, steps, guidance, refine, 1, seed, mode, inject)
+        assert self.codec is not None
+        return [self.codec.decode(row) for row in self._ids(x0).tolist()]
+
+    def _injection_targets(self, ids: torch.Tensor, captions: list[str], position: int,
+                           words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask, values): the token positions of word `position` in each sampled row, and there the
+        latents of the wrong word (x0 of the caption with that word replaced, at the word's pieces)."""
+        from bench.metrics.errprop import words as split_words
+
+        assert self.codec is not None
+        tokens, latent = ids.shape[1], self.module.latent
+        mask = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+        values = torch.zeros(*ids.shape, latent.width, device=ids.device)
+        for row, (caption, word) in enumerate(zip(captions, words, strict=True)):
+            mapped = self.codec.word_positions(ids[row].tolist(), split_words)
+            if [w for w, _ in mapped] != split_words(caption):
+                raise ValueError(f"ladic: caption {caption!r} is not what this model samples for image {row} "
+                                 f"with these settings ({' '.join(w for w, _ in mapped)!r})")
+            if position >= len(mapped):
+                raise ValueError(f"caption {caption!r} has no word {position}")
+            original = split_words(caption)
+            text = " ".join([*original[:position], word, *original[position + 1:]])
+            enc, enc_mask = self.codec.encode([text], tokens)
+            x0 = latent.encode(enc.to(ids.device), enc_mask.to(ids.device))[0]
+            start = 1 + self._pieces(original[:position], tokens)  # after [CLS]
+            count = max(1, self._pieces([*original[:position], word], tokens) + 1 - start)
+            pieces = [p for p in range(start, start + count) if p < tokens - 1] or [min(start, tokens - 2)]
+            positions = list(mapped[position][1])
+            while len(positions) < len(pieces) and positions[-1] + 1 < tokens:
+                positions.append(positions[-1] + 1)  # a longer wrong word takes the following positions
+            for n, p in enumerate(positions):
+                mask[row, p] = True
+                values[row, p] = x0[pieces[min(n * len(pieces) // len(positions), len(pieces) - 1)]]
+        return mask, values
+
+    def _pieces(self, words: list[str], tokens: int) -> int:
+        """How many tokens the words take in the codec's layout ([CLS] and [SEP] not counted)."""
+        assert self.codec is not None
+        return int(self.codec.encode([" ".join(words)], tokens)[1].sum()) - 2
 
     def _optimized_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
         network, batch = self.module, pixel_values.shape[0]

@@ -13,14 +13,21 @@
   replaced by N(0, 1), and the schedule restarts from t_0.
 - Classifier-free guidance is the network callable's business (`guide` combines the two passes).
 
-Noise comes from `NoiseSource`: a draw is a function of (seed, candidate index, draw number) only,
-identical for every image of a batch, so a caption never depends on its batch mates.
+Noise comes from `NoiseSource`: one generator per image, seeded from (seed, the image's identity)
+(models/seeding.py), so a draw is a function of (image, seed, candidate, draw number) only: a caption
+never depends on its batch mates, and different images get independent noise (no random effect shared
+by a whole split).
+
+Error-propagation probe (`Injection`): at the first iteration (in the order run) whose level is at or
+below a chosen t, the previous prediction of x0 is overwritten at chosen positions before it is
+re-noised to that level (and fed as the self-condition), so the noise draws stay those of the
+uninjected run and only the overwritten latent differs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,20 +58,30 @@ def replace_least_confident(x: torch.Tensor, confidence: torch.Tensor, k: int,
 class NoiseSource:
     """Gaussian draws shaped (batch * candidates, tokens, width), image-major (row = b * n + j).
 
-    One generator seeded with `seed` draws (candidates, tokens, width) per call; every image of the
-    batch gets the same draw, so the caption of an image depends on (image, seed) alone, and MBR
-    candidate j gets its own noise.
+    Image b has its own generator seeded with `seeds[b]` (see models/seeding.py `image_seeds`) and draws
+    (candidates, tokens, width) per call, so an image's noise depends on its seed alone (never on its
+    batch mates or its place in the batch), and MBR candidate j gets its own noise.
     """
 
-    def __init__(self, seed: int, batch: int, candidates: int, tokens: int, width: int,
+    def __init__(self, seeds: Sequence[int], candidates: int, tokens: int, width: int,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        self.generator = torch.Generator(device=device).manual_seed(seed)
-        self.batch, self.shape = batch, (candidates, tokens, width)
+        self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.shape = (candidates, tokens, width)
         self.device, self.dtype = device, dtype
 
     def draw(self) -> torch.Tensor:
-        eps = torch.randn(self.shape, generator=self.generator, device=self.device, dtype=self.dtype)
-        return eps.repeat(self.batch, 1, 1)
+        return torch.cat([torch.randn(self.shape, generator=g, device=self.device, dtype=self.dtype)
+                          for g in self.generators])
+
+
+@dataclass
+class Injection:
+    """Overwrite x0 at `mask` (rows, tokens) with `values` (rows, tokens, width) before re-noising to
+    the first level <= `t` the sampler reaches (the probe of bench/metrics/errprop.py)."""
+
+    t: int
+    mask: torch.Tensor
+    values: torch.Tensor
 
 
 @dataclass
@@ -72,6 +89,7 @@ class SampleTrace:
     x0: torch.Tensor
     calls: int  # denoiser calls (each is 1 or 2 network evaluations per sample, by guidance)
     refined_at: int | None  # iteration Back&Refine fired at, if it did
+    injected_at: int | None = None  # level (t) the injection was made at, if one was asked for
 
 
 @dataclass(frozen=True)
@@ -129,18 +147,26 @@ class Diffusion:
     @torch.no_grad()
     def sample(self, denoise: Denoiser, noise: NoiseSource, steps: int, dilation: float = 1.0,
                refine: Refine | None = None,
-               confidence: Callable[[torch.Tensor], torch.Tensor] | None = None) -> SampleTrace:
-        """Run the sampler; `confidence(x0) -> (batch, tokens)` is needed when `refine` is set."""
+               confidence: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               inject: Injection | None = None) -> SampleTrace:
+        """Run the sampler; `confidence(x0) -> (batch, tokens)` is needed when `refine` is set.
+        `inject` overwrites the prediction once (module docstring); the noise draws are unchanged."""
         levels = self.timesteps(steps)
         fire_at = self.refine_iteration(steps, refine)
         if fire_at is not None and confidence is None:
             raise ValueError("Back&Refine needs a confidence function")
-        x = noise.draw()
+        x = eps = noise.draw()
         self_cond = torch.zeros_like(x)
         x0 = x
-        calls, i, refined_at = 0, 0, None
+        calls, i, refined_at, injected_at = 0, 0, None, None
         while i < len(levels):
             t = levels[i]
+            # Never at a restart (t = T-1, which Back&Refine re-enters with x not built from one eps).
+            if inject is not None and injected_at is None and t <= inject.t < self.T - 1 and calls > 0:
+                # x holds q(x0_prev, t, eps): rebuild it from the overwritten x0 with the same eps.
+                x0 = torch.where(inject.mask.unsqueeze(-1), inject.values.to(x0.dtype), x0)
+                x = self.q_sample(x0, t, eps, dilation)
+                self_cond, injected_at = x0, t
             t_in = torch.full((x.shape[0],), min(self.T - 1, t + self.time_difference),
                               dtype=torch.long, device=x.device)
             x0 = denoise(x, self_cond, t_in)
@@ -155,6 +181,7 @@ class Diffusion:
                 continue
             if i + 1 == len(levels):
                 break
-            x = self.q_sample(x0, t_next, noise.draw(), dilation)
+            eps = noise.draw()
+            x = self.q_sample(x0, t_next, eps, dilation)
             i += 1
-        return SampleTrace(x0=x0, calls=calls, refined_at=refined_at)
+        return SampleTrace(x0=x0, calls=calls, refined_at=refined_at, injected_at=injected_at)

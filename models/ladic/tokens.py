@@ -8,7 +8,7 @@ model, so loading a trained LaDiC never needs the hub or the MiniLM package.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -85,11 +85,50 @@ class CaptionCodec:
             ids[i, : len(row)] = torch.tensor(row)
         return ids, (ids != self.pad_id).long()
 
+    @property
+    def filler_ids(self) -> set[int]:
+        return {self.cls_id, self.sep_id, self.pad_id, self.dot_id}
+
     def decode(self, ids: Iterable[int]) -> str:
         """Post-process one caption's argmax ids (see `postprocess_ids`) and detokenize them."""
-        kept = postprocess_ids(ids, drop={self.cls_id, self.sep_id, self.pad_id, self.dot_id})
+        kept = postprocess_ids(ids, drop=self.filler_ids)
         text = self.tok.decode(kept, skip_special_tokens=True) if kept else ""
         return finish_caption(text)
+
+    def decode_raw(self, ids: Iterable[int]) -> str:
+        """The argmax ids as the network produced them, length fillers and specials removed, nothing
+        de-duplicated (the repetition rate's input)."""
+        kept = [int(i) for i in ids if int(i) not in self.filler_ids]
+        text = self.tok.decode(kept, skip_special_tokens=True) if kept else ""
+        return " ".join(text.replace(".", " ").split())
+
+    def word_positions(self, ids: Sequence[int], split: Callable[[str], list[str]]) -> list[tuple[str, list[int]]]:
+        """(word, token positions) of each word of `decode(ids)` as `split` cuts it into words, following
+        the same steps: runs of one id collapse (the run's positions all belong to the token), fillers
+        drop, word pieces ("##") join their word, and a word equal to the one before merges into it.
+        A token whose text `split` cuts into no word (punctuation) belongs to no word."""
+        pieces: list[tuple[str, list[int]]] = []  # (token text, positions) after collapsing runs
+        previous = None
+        for position, i in enumerate(int(i) for i in ids):
+            if i == previous and i not in self.filler_ids and pieces:
+                pieces[-1][1].append(position)
+            elif i not in self.filler_ids:
+                pieces.append((self.tok.id_to_token(i) or "", [position]))
+            previous = i
+        words: list[tuple[str, list[int]]] = []
+        for text, positions in pieces:
+            if text.startswith("##") and words:
+                words[-1] = (words[-1][0] + text[2:], words[-1][1] + positions)
+            else:
+                words.append((text, list(positions)))
+        out: list[tuple[str, list[int]]] = []
+        for text, positions in words:
+            for word in split(text)[:1]:  # a piece is at most one word of `split`
+                if out and out[-1][0] == word:
+                    out[-1][1].extend(positions)
+                else:
+                    out.append((word, positions))
+        return out
 
 
 def postprocess_ids(ids: Iterable[int], drop: set[int]) -> list[int]:
