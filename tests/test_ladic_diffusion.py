@@ -9,6 +9,7 @@ import torch
 
 from models.ladic.diffusion import (
     Diffusion,
+    Injection,
     NoiseSource,
     Refine,
     guide,
@@ -72,7 +73,8 @@ def test_sampler_calls_and_determinism(steps, refine):
 
     def run(seed):
         net = CountingDenoiser()
-        trace = diffusion.sample(net, NoiseSource(seed, 3, 1, 6, 4), steps, 1.0, refine, confidence)
+        trace = diffusion.sample(net, NoiseSource([seed, seed + 100, seed + 200], 1, 6, 4), steps, 1.0, refine,
+                                 confidence)
         return net, trace
 
     net, trace = run(seed=7)
@@ -109,15 +111,36 @@ def test_replace_least_confident_renoises_exactly_k_positions():
         assert torch.equal(out[row, changed], noise[row, changed])
 
 
-def test_noise_is_the_same_for_every_image_and_distinct_per_candidate():
-    source = NoiseSource(seed=3, batch=4, candidates=2, tokens=5, width=3)
+def test_noise_is_per_image_and_distinct_per_candidate():
+    source = NoiseSource(seeds=[3, 4, 3], candidates=2, tokens=5, width=3)
     draw = source.draw()
-    assert draw.shape == (8, 5, 3)
-    for b in range(4):  # image-major rows: b * 2 + j
-        assert torch.equal(draw[2 * b], draw[0]) and torch.equal(draw[2 * b + 1], draw[1])
-    assert not torch.equal(draw[0], draw[1])
-    alone = NoiseSource(seed=3, batch=1, candidates=2, tokens=5, width=3).draw()
-    assert torch.equal(alone, draw[:2])
+    assert draw.shape == (6, 5, 3)  # image-major rows: b * 2 + j
+    assert torch.equal(draw[0:2], draw[4:6])  # the same seed (the same image) draws the same noise
+    assert not torch.equal(draw[0], draw[2]) and not torch.equal(draw[0], draw[1])
+    alone = NoiseSource(seeds=[4], candidates=2, tokens=5, width=3).draw()
+    assert torch.equal(alone, draw[2:4])  # independent of batch mates and of the place in the batch
+    assert not torch.equal(source.draw(), draw)  # each call is a fresh draw
+
+
+def test_injection_overwrites_once_with_the_same_noise():
+    diffusion = Diffusion()
+    seen = []
+
+    def denoise(x, self_cond, t):
+        seen.append((int(t[0]), self_cond.clone()))
+        return 0.5 * x
+
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[1, 2] = True
+    values = torch.full((2, 6, 4), 7.0)
+    plain = diffusion.sample(lambda x, sc, t: 0.5 * x, NoiseSource([1, 2], 1, 6, 4), 5)
+    trace = diffusion.sample(denoise, NoiseSource([1, 2], 1, 6, 4), 5, inject=Injection(500, mask, values))
+    assert trace.injected_at == 399  # the first level at or below t = 500 (levels 999, 799, 599, 399, 199)
+    self_cond_at_399 = seen[3][1]
+    assert (self_cond_at_399[1, 2] == 7).all() and not (self_cond_at_399[0] == 7).any()
+    assert torch.equal(trace.x0[0], plain.x0[0])  # rows without an injection: the same draws, same output
+    assert not torch.equal(trace.x0[1, 2], plain.x0[1, 2])
+    assert torch.equal(trace.x0[1, :2], plain.x0[1, :2])  # this denoiser mixes no positions
 
 
 def test_guidance_formula():
