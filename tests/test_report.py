@@ -75,8 +75,30 @@ def _accuracy(start: float, slope: float, n: int = 8) -> list[dict]:
 
 
 def _by_length(base: float, slope: float) -> list[dict]:
-    return [{"length": n, "images": 20, "BLEU-4": base - slope * (n - 7), "CIDEr": 3 * (base - slope * (n - 7))}
+    rows = [{"length": n, "images": 20, "BLEU-4": base - slope * (n - 7), "CIDEr": 3 * (base - slope * (n - 7))}
             for n in range(7, 14)]
+    return [{**r, "BLEU-4_low": r["BLEU-4"] - 0.03, "BLEU-4_high": r["BLEU-4"] + 0.03,
+             "CIDEr_low": r["CIDEr"] - 0.1, "CIDEr_high": r["CIDEr"] + 0.1} for r in rows]
+
+
+def _injection(levels: tuple, settings: tuple, after: float, survival: float) -> list[dict]:
+    """errprop.json injection rows (bench/phases/errprop.py) with made-up numbers."""
+    rows = []
+    for setting in settings:
+        for level in levels:
+            late = 0.0 if level is None else level
+            for k in range(6):
+                drop = 0.05 + 0.1 * late - 0.005 * k
+                rows.append({"setting": setting, "level": level, "position": k, "images": 30, "injections": 90,
+                             "changed_before": 0.3 * (1 - late) if level is not None else 0.0,
+                             "changed_after": after * (1 - 0.1 * k) * (1 - late / 2),
+                             "survival": min(1.0, survival + late), "control_changed_before": 0.0,
+                             "control_changed_after": 0.1, "control_survival": 1.0,
+                             "quality": {"CIDEr": {"uninjected": 1.2, "injected": 1.2 - drop, "drop": drop,
+                                                   "low": drop - 0.03, "high": drop + 0.03, "p_value": 0.01},
+                                         "BLEU-4": {"uninjected": 0.4, "injected": 0.38, "drop": 0.02,
+                                                    "low": 0.01, "high": 0.03, "p_value": 0.02}}})
+    return rows
 
 
 def _job(suite: Path, label: str, model: str, paradigm: str, seed: int, order: int, params: int,
@@ -112,8 +134,8 @@ def make_suite(root: Path) -> tuple[Path, list[dict]]:
             "steps": [_lat_row({"steps": s}, 0.011 * s, 2 * s) for s in (1, 5, 10)]}),
         "errprop.json": {"unavailable": {"teacher_forced": "undefined for parallel decoding"},
                          "quality_by_length": _by_length(0.40, 0.01), "free_running": _accuracy(0.8, 0.03),
-                         "injection": [{"position": k, "images": 30, "recovery_rate": 0.9 - 0.05 * k,
-                                        "mean_changed_elsewhere": 0.5 + 0.1 * k} for k in range(6)],
+                         "injection_setup": {"settings": ["default", "back_and_refine-False"], "wrong_words": 3},
+                         "injection": _injection((0.2, 0.5, 0.8), ("default", "back_and_refine-False"), 1.0, 0.2),
                          "repetition_rate": 0.02},
     }))
     for seed, shift in ((0, 0.0), (1, 0.004)):
@@ -130,9 +152,8 @@ def make_suite(root: Path) -> tuple[Path, list[dict]]:
             "errprop.json": {"unavailable": {}, "quality_by_length": _by_length(0.44, 0.02),
                              "free_running": _accuracy(0.85, 0.06), "teacher_forced": _accuracy(0.9, 0.02),
                              "exposure_gap": [], "repetition_rate": 0.01,
-                             "injection": [{"position": k, "images": 30, "mean_changed_after": 2.0 - 0.2 * k,
-                                            "cider_before": 1.3, "cider_after": 1.0, "cider_drop": 0.3}
-                                           for k in range(6)]},
+                             "injection_setup": {"settings": ["default"], "wrong_words": 3},
+                             "injection": _injection((None,), ("default",), 2.0 + seed, 1.0)},
         }, model_info=VIT_INFO))
     nn_corpus = {"BLEU-4": 0.25, "METEOR": 0.22, "ROUGE-L": 0.5, "CIDEr": 0.8}
     results.append(_job(suite, "nearest-neighbour", "nearest-neighbour", "reference", 0, 2, 0, {
