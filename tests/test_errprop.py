@@ -179,3 +179,21 @@ def test_phase_never_branches_on_paradigm():
 
     source = inspect.getsource(phase)
     assert ".paradigm" not in source and "paradigm ==" not in source
+
+
+def test_errprop_table_has_every_model_setting_and_level(tmp_path):
+    from bench.report import build_report
+    from tests.test_report import make_suite
+
+    suite, results = make_suite(tmp_path)
+    paths = build_report(suite, results, commit="0123456789ab", figures=False)
+    md = next(p for p in paths if p.name.endswith("-errprop.md")).read_text()
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| ladic") or line.startswith("| vit")]
+    assert [(r[0][2:], r[1], r[2]) for r in rows] == [
+        ("ladic-mini", s, lv) for s in ("default", "back_and_refine-False") for lv in ("0.2", "0.5", "0.8")
+    ] + [("vit-gpt2-mini", "default", "when generated")]
+    late = rows[2]
+    assert late[6] == "100.0" and late[8] == "13.0 [10.0, 16.0]" and late[10] == "2.0 |"
+    assert rows[-1][3] == "180"  # two seeds' injections
+    assert {p.name for p in paths} >= {f"coco-errprop.{ext}" for ext in ("md", "tex", "csv")}
+    assert "## Error propagation" in next(p for p in paths if p.name.endswith("-report.md")).read_text()

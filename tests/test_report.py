@@ -101,6 +101,11 @@ def _injection(levels: tuple, settings: tuple, after: float, survival: float) ->
     return rows
 
 
+def _summary(rows: list[dict]) -> list[dict]:
+    """injection_summary rows: the first position's numbers stand for the pooled ones."""
+    return [{**{k: v for k, v in r.items() if k not in ("position", "images")}} for r in rows if r["position"] == 0]
+
+
 def _job(suite: Path, label: str, model: str, paradigm: str, seed: int, order: int, params: int,
          files: dict, status: str = "ok", model_info: dict | None = None) -> dict:
     job_id = f"{label}__{TASK}__seed{seed}__{order:012d}"
@@ -136,6 +141,8 @@ def make_suite(root: Path) -> tuple[Path, list[dict]]:
                          "quality_by_length": _by_length(0.40, 0.01), "free_running": _accuracy(0.8, 0.03),
                          "injection_setup": {"settings": ["default", "back_and_refine-False"], "wrong_words": 3},
                          "injection": _injection((0.2, 0.5, 0.8), ("default", "back_and_refine-False"), 1.0, 0.2),
+                         "injection_summary": _summary(_injection((0.2, 0.5, 0.8), ("default", "back_and_refine-False"),
+                                                                  1.0, 0.2)),
                          "repetition_rate": 0.02},
     }))
     for seed, shift in ((0, 0.0), (1, 0.004)):
@@ -153,7 +160,8 @@ def make_suite(root: Path) -> tuple[Path, list[dict]]:
                              "free_running": _accuracy(0.85, 0.06), "teacher_forced": _accuracy(0.9, 0.02),
                              "exposure_gap": [], "repetition_rate": 0.01,
                              "injection_setup": {"settings": ["default"], "wrong_words": 3},
-                             "injection": _injection((None,), ("default",), 2.0 + seed, 1.0)},
+                             "injection": _injection((None,), ("default",), 2.0 + seed, 1.0),
+                             "injection_summary": _summary(_injection((None,), ("default",), 2.0 + seed, 1.0))},
         }, model_info=VIT_INFO))
     nn_corpus = {"BLEU-4": 0.25, "METEOR": 0.22, "ROUGE-L": 0.5, "CIDEr": 0.8}
     results.append(_job(suite, "nearest-neighbour", "nearest-neighbour", "reference", 0, 2, 0, {

@@ -57,10 +57,12 @@ def _split(entries: list[Entry]) -> str:
 
 
 def _report_md(suite: str, task: str, main_md: str, latency_md: str | None, figures: list[Path],
-               split: str) -> str:
+               split: str, errprop_md: str | None = None) -> str:
     parts = [f"# {suite}: {task}\n", f"## Caption quality ({split} split)\n", main_md]
     if latency_md:
         parts += ["## Latency\n", latency_md]
+    if errprop_md:
+        parts += ["## Error propagation\n", errprop_md]
     pngs = [p for p in figures if p.suffix == ".png"]
     if pngs:
         parts.append("## Figures\n")
@@ -68,6 +70,22 @@ def _report_md(suite: str, task: str, main_md: str, latency_md: str | None, figu
             name = png.stem.removeprefix(f"{task}-").replace("_", " ")
             parts.append(f"![{name}](figures/{png.name})\n")
     return "\n".join(parts)
+
+
+def _errprop_tables(entries: list[Entry], task: str, formats: Sequence[str], out: Path,
+                    written: list[Path]) -> str | None:
+    """Write <task>-errprop.{md,tex,csv} when any model has errprop results; returns the Markdown."""
+    from bench.report.errprop import errprop_csv, errprop_latex, errprop_markdown
+
+    md = errprop_markdown(entries)
+    if md is None:
+        return None
+    for fmt in formats:
+        text = {"md": lambda: md, "csv": lambda: errprop_csv(entries),
+                "tex": lambda: errprop_latex(entries, f"Error propagation on {task}.", f"tab:{task}-errprop")}[fmt]()
+        if text:
+            written.append(_write(out / f"{task}-errprop.{fmt}", text))
+    return md
 
 
 def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequence[str] = FORMATS,
@@ -124,9 +142,11 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
                                           latency_latex(lat, prov, lat_caption, f"tab:{t}-latency")))
                 else:
                     written.append(_write(out / f"{t}-latency.csv", latency_csv(lat, prov)))
+        errprop_md = _errprop_tables(mine, t, formats, out, written)
         figs = make_figures(mine, styles, out / "figures", prefix=f"{t}-") if figures else []
         written += figs
-        written.append(_write(out / f"{t}-report.md", _report_md(suite_dir.name, t, main_md, lat_md, figs, split)))
+        written.append(_write(out / f"{t}-report.md",
+                              _report_md(suite_dir.name, t, main_md, lat_md, figs, split, errprop_md)))
         from bench.results import write_json
 
         write_json(out / f"{t}-provenance.json", prov.to_dict())
