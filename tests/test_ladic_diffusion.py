@@ -158,3 +158,24 @@ def test_mbr_picks_the_consensus_candidate():
     assert picked == ["x y", "p q"]
     with pytest.raises(ValueError):
         mbr_select(["a", "b"], 3)
+
+
+@pytest.mark.parametrize("refine", [None, Refine(k=2)])
+def test_a_run_resumed_from_its_pause_draws_what_the_whole_run_draws(refine):
+    diffusion = Diffusion()
+    confidence = lambda x0: x0.mean(-1)  # noqa: E731
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[0, 1] = True
+    inject = Injection(200, mask, torch.full((2, 6, 4), 3.0))
+    for steps in (5, 10):
+        whole = diffusion.sample(CountingDenoiser(), NoiseSource([5, 6], 1, 6, 4), steps, 1.0, refine, confidence,
+                                 inject=inject)
+        plain = diffusion.sample(CountingDenoiser(), NoiseSource([5, 6], 1, 6, 4), steps, 1.0, refine, confidence,
+                                 pause_at=200)
+        assert plain.paused is not None and plain.paused.calls < plain.calls
+        resumed = diffusion.sample(CountingDenoiser(), NoiseSource([5, 6], 1, 6, 4), steps, 1.0, refine, confidence,
+                                   inject=inject, resume=plain.paused)
+        assert torch.equal(resumed.x0, whole.x0) and resumed.calls == whole.calls
+        again = diffusion.sample(CountingDenoiser(), NoiseSource([5, 6], 1, 6, 4), steps, 1.0, refine, confidence,
+                                 resume=plain.paused)
+        assert torch.equal(again.x0, plain.x0)

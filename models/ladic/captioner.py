@@ -104,7 +104,7 @@ from torch.nn.utils.rnn import pad_sequence
 from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_SAMPLING, Captioner, Knob, Sample, VariantInfo
 from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
 from models.ladic.config import VARIANTS, LaDiCConfig, validate
-from models.ladic.diffusion import Diffusion, Injection, NoiseSource, Refine, guide
+from models.ladic.diffusion import Diffusion, NoiseSource, Refine, SampleTrace, guide
 from models.ladic.mbr import mbr_select
 from models.ladic.network import Architecture, LaDiCNetwork, build, rebuild
 from models.ladic.probes import LaDiCProbes
@@ -287,8 +287,14 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
     @torch.no_grad()
     def sample_latents(self, pixel_values: torch.Tensor, steps: int, guidance: float,
                        refine: Refine | None, mbr: int = 1, seed: int = 0,
-                       mode: Mode = "optimized", inject: Injection | None = None) -> torch.Tensor:
+                       mode: Mode = "optimized") -> torch.Tensor:
         """Predicted x0 (batch * mbr, tokens, width), image-major; noise seeded per image."""
+        return self.sample_trace(pixel_values, steps, guidance, refine, mbr, seed, mode).x0
+
+    @torch.no_grad()
+    def sample_trace(self, pixel_values: torch.Tensor, steps: int, guidance: float, refine: Refine | None,
+                     mbr: int = 1, seed: int = 0, mode: Mode = "optimized", **probe: Any) -> SampleTrace:
+        """The sampler's trace; `probe` passes inject / pause_at / resume on (Diffusion.sample)."""
         network = self.module
         network.eval()
         pixel_values = pixel_values.to(self.device)
@@ -301,9 +307,8 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         latent = network.latent
         noise = NoiseSource(image_seeds(pixel_values, seed), mbr, self.config.max_tokens, latent.width,
                             self.device, pixel_values.dtype)
-        trace = self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
-                                      latent.confidence, inject)
-        return trace.x0
+        return self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
+                                     latent.confidence, **probe)
 
     def _optimized_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
         network, batch = self.module, pixel_values.shape[0]

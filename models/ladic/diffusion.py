@@ -73,6 +73,13 @@ class NoiseSource:
         return torch.cat([torch.randn(self.shape, generator=g, device=self.device, dtype=self.dtype)
                           for g in self.generators])
 
+    def get_state(self) -> list[torch.Tensor]:
+        return [g.get_state() for g in self.generators]
+
+    def set_state(self, states: list[torch.Tensor]) -> None:
+        for g, state in zip(self.generators, states, strict=True):
+            g.set_state(state)
+
 
 @dataclass
 class Injection:
@@ -85,11 +92,27 @@ class Injection:
 
 
 @dataclass
+class SamplerState:
+    """Where a run stands at the top of an iteration, the noise generators' states included: a run
+    resumed from it draws exactly what the original run drew from there on."""
+
+    i: int
+    x: torch.Tensor
+    eps: torch.Tensor  # the draw x was noised with (an injection re-noises with it)
+    self_cond: torch.Tensor
+    x0: torch.Tensor
+    calls: int
+    refined_at: int | None
+    generators: list[torch.Tensor]
+
+
+@dataclass
 class SampleTrace:
     x0: torch.Tensor
     calls: int  # denoiser calls (each is 1 or 2 network evaluations per sample, by guidance)
     refined_at: int | None  # iteration Back&Refine fired at, if it did
     injected_at: int | None = None  # level (t) the injection was made at, if one was asked for
+    paused: SamplerState | None = None  # the state at `pause_at`, when asked for
 
 
 @dataclass(frozen=True)
@@ -144,25 +167,37 @@ class Diffusion:
         fired = self.refine_iteration(steps, refine)
         return steps + (0 if fired is None else fired + 1)
 
+    def _reaches(self, t: int, point: int | None, calls: int) -> bool:
+        # Never at the start or at a restart (t = T-1, where x is not one eps away from a prediction).
+        return point is not None and calls > 0 and t <= point < self.T - 1
+
     @torch.no_grad()
     def sample(self, denoise: Denoiser, noise: NoiseSource, steps: int, dilation: float = 1.0,
                refine: Refine | None = None,
                confidence: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               inject: Injection | None = None) -> SampleTrace:
+               inject: Injection | None = None, pause_at: int | None = None,
+               resume: SamplerState | None = None) -> SampleTrace:
         """Run the sampler; `confidence(x0) -> (batch, tokens)` is needed when `refine` is set.
-        `inject` overwrites the prediction once (module docstring); the noise draws are unchanged."""
+        `inject` overwrites the prediction once (module docstring); the noise draws are unchanged.
+        `pause_at` records the state at the first iteration whose level is <= it (the point an
+        injection there would be made at), and `resume` starts from such a state."""
         levels = self.timesteps(steps)
         fire_at = self.refine_iteration(steps, refine)
         if fire_at is not None and confidence is None:
             raise ValueError("Back&Refine needs a confidence function")
-        x = eps = noise.draw()
-        self_cond = torch.zeros_like(x)
-        x0 = x
-        calls, i, refined_at, injected_at = 0, 0, None, None
+        if resume is None:
+            x = eps = noise.draw()
+            i, self_cond, x0, calls, refined_at = 0, torch.zeros_like(x), x, 0, None
+        else:
+            noise.set_state(resume.generators)
+            i, x, eps, self_cond, x0 = resume.i, resume.x, resume.eps, resume.self_cond, resume.x0
+            calls, refined_at = resume.calls, resume.refined_at
+        injected_at, paused = None, None
         while i < len(levels):
             t = levels[i]
-            # Never at a restart (t = T-1, which Back&Refine re-enters with x not built from one eps).
-            if inject is not None and injected_at is None and t <= inject.t < self.T - 1 and calls > 0:
+            if paused is None and self._reaches(t, pause_at, calls):
+                paused = SamplerState(i, x, eps, self_cond, x0, calls, refined_at, noise.get_state())
+            if inject is not None and injected_at is None and self._reaches(t, inject.t, calls):
                 # x holds q(x0_prev, t, eps): rebuild it from the overwritten x0 with the same eps.
                 x0 = torch.where(inject.mask.unsqueeze(-1), inject.values.to(x0.dtype), x0)
                 x = self.q_sample(x0, t, eps, dilation)
@@ -184,4 +219,4 @@ class Diffusion:
             eps = noise.draw()
             x = self.q_sample(x0, t_next, eps, dilation)
             i += 1
-        return SampleTrace(x0=x0, calls=calls, refined_at=refined_at, injected_at=injected_at)
+        return SampleTrace(x0=x0, calls=calls, refined_at=refined_at, injected_at=injected_at, paused=paused)
