@@ -13,7 +13,8 @@ recorded under "unavailable", never replaced by another one.
 - Corpus BLEU-4 and CIDEr-D here come from bench/metrics/stats.py (pycocoevalcap's definitions on
   word-tokenised text); intervals are 95% percentile bootstraps. The quality drop of an injection is a
   paired bootstrap whose unit is one injection (image, wrong word); an image's draws are resampled
-  independently.
+  independently. The control's quality drop is in the summary over positions (one interval per
+  curve; per position its change counts suffice to show the noise floor).
 """
 
 from __future__ import annotations
@@ -168,14 +169,15 @@ class Probes:
             control = self._inject(rows, base, k, [[o[k]] for o in originals], level, decoding)
             curve.append({"position": k, "images": len(rows), "injections": len(wrong),
                           **_effects(wrong), **{f"control_{key}": v for key, v in _effects(control).items()},
-                          "quality": quality_drop(self.references, _pairs(wrong), self.cfg["n_resamples"]),
-                          "control_quality": quality_drop(self.references, _pairs(control), self.cfg["n_resamples"])})
+                          "quality": quality_drop(self.references, _pairs(wrong), self.cfg["n_resamples"])})
             pooled += wrong
             pooled_control += control
         summary: dict[str, Any] = {"injections": len(pooled)}
         if pooled:
             summary.update({**_effects(pooled), **{f"control_{key}": v for key, v in _effects(pooled_control).items()},
-                            "quality": quality_drop(self.references, _pairs(pooled), self.cfg["n_resamples"])})
+                            "quality": quality_drop(self.references, _pairs(pooled), self.cfg["n_resamples"]),
+                            "control_quality": quality_drop(self.references, _pairs(pooled_control),
+                                                            self.cfg["n_resamples"])})
         return curve, summary
 
     def _inject(self, rows: list[int], base: dict[str, str], k: int, draws: list[list[str]],
@@ -224,4 +226,5 @@ def _headline(report: dict[str, Any]) -> dict[str, float]:
             out[f"{tag}/{key}"] = row[key]
         for metric in QUALITY:
             out[f"{tag}/{metric}_drop"] = row["quality"][metric]["drop"]
+            out[f"{tag}/control_{metric}_drop"] = row["control_quality"][metric]["drop"]
     return out

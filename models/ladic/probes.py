@@ -5,11 +5,14 @@ through sampling with the noise draws of the uninjected run.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
 
 from models.ladic.diffusion import Injection
+
+PROBE_CACHE = 8  # uninjected runs kept (batches x settings the phase cycles through)
 
 
 class LaDiCProbes:
@@ -55,19 +58,21 @@ class LaDiCProbes:
         return [self.codec.decode(row) for row in self._ids(x0).tolist()]
 
     def _uninjected(self, pixel_values: torch.Tensor, key: tuple) -> tuple[torch.Tensor, Any]:
-        """Argmax ids of the uninjected run and its state at the injection point; the last batch's
-        are kept, since the errprop phase injects several words into one batch in a row."""
+        """Argmax ids of the uninjected run and its state at the injection point; the last few
+        batches' are kept, since the errprop phase injects several words into the same batches."""
         from models.seeding import image_seeds
 
         steps, guidance, refine, seed, mode, t = key
         weights = tuple(p._version for p in self.module.parameters())  # in-place updates bump these
         full = (tuple(image_seeds(pixel_values, seed)), pixel_values.dtype, key, id(self.module), weights)
-        cached = getattr(self, "_probe_cache", None)
-        if cached is None or cached[0] != full:
+        cache = self.__dict__.setdefault("_probe_cache", OrderedDict())
+        if full not in cache:
             trace = self.sample_trace(pixel_values, steps, guidance, refine, 1, seed, mode, pause_at=t)
-            cached = (full, self._ids(trace.x0), trace.paused)
-            self._probe_cache = cached
-        return cached[1], cached[2]
+            cache[full] = (self._ids(trace.x0), trace.paused)
+            while len(cache) > PROBE_CACHE:
+                cache.popitem(last=False)
+        cache.move_to_end(full)
+        return cache[full]
 
     def _injection_targets(self, ids: torch.Tensor, captions: list[str], position: int,
                            words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
