@@ -127,6 +127,24 @@ def test_diffusion_injection_by_level_and_setting():
     assert metrics["injection/refine-False/level_0.8/survival"] == 1
 
 
+class PickyDiffusion(ToyDiffusion):
+    """Refuses (ValueError) any batch with the word "triangle", as LaDiC refuses a caption it cannot map."""
+
+    def caption_with_injection(self, pixels, captions, position, words, level=None, **decoding):
+        if "triangle" in words:
+            raise ValueError("cannot map")
+        return super().caption_with_injection(pixels, captions, position, words, level, **decoding)
+
+
+def test_refused_injections_are_skipped_and_counted():
+    full, picky = _probe(ToyDiffusion()), _probe(PickyDiffusion())
+    refused = sum(r["injections"] for r in full["injection"]) - sum(r["injections"] for r in picky["injection"])
+    assert refused > 0 and picky["injection_setup"]["failures"]["count"] == refused
+    assert picky["injection_setup"]["failures"]["first"][0] == "cannot map"
+    late = [r for r in picky["injection"] if r["level"] == 0.8]
+    assert all(r["survival"] == 1 for r in late)  # the accepted ones are measured as before
+
+
 def test_alignment_accuracy_of_a_shifted_caption_is_high():
     reference = "a red circle on the left of the picture"
     shifted = "there a red circle on the left of the"  # one word in front, the last one lost

@@ -103,6 +103,7 @@ class Probes:
     def __init__(self, captioner, pixels, ids: list[str], references: dict[str, list[str]],
                  cfg: dict[str, Any]):
         self.captioner, self.pixels, self.ids, self.references, self.cfg = captioner, pixels, ids, references, cfg
+        self.failures: list[str] = []  # injections the captioner refused (one image each), with why
 
     def _batched(self, call: Callable[..., list[str]], rows: list[int], *per_row: list[Any], **kwargs) -> list[str]:
         import torch
@@ -125,8 +126,9 @@ class Probes:
         else:
             report["unavailable"]["repetition_rate"] = "no raw-output probe"
         settings = [{**decoding, **s} for s in captioner.probe_settings] or [decoding]
-        base = dict(zip(self.ids, self._batched(captioner.caption, rows, **captioner.probe_decoding(settings[0])),
-                        strict=True))
+        bases = {0: dict(zip(self.ids, self._batched(captioner.caption, rows, **captioner.probe_decoding(settings[0])),
+                             strict=True))}
+        base = bases[0]
         free = ep.free_running_hits(base, self.references)
         report["free_running"] = ep.position_accuracy(list(free.values()))
         if PROBE_TEACHER_FORCING in probes:
@@ -145,15 +147,16 @@ class Probes:
                                      "pool": len(pool), "levels": list(captioner.injection_levels),
                                      "settings": [_label(s) for s in captioner.probe_settings]}
         report["injection"], report["injection_summary"] = [], []
-        for extra, setting in zip(captioner.probe_settings or [{}], settings, strict=False):
+        for n, (extra, setting) in enumerate(zip(captioner.probe_settings or [{}], settings, strict=False)):
             probe = captioner.probe_decoding(setting)
-            base = dict(zip(self.ids, self._batched(captioner.caption, rows, **probe), strict=True))
+            base = bases.get(n) or dict(zip(self.ids, self._batched(captioner.caption, rows, **probe), strict=True))
             for level in captioner.injection_levels or (None,):
                 log(f"errprop: injection, {_label(extra)}, level {level}")
                 curve, summary = self._injection(base, pool, level, probe)
                 tags = {"setting": _label(extra), "level": level}
                 report["injection"] += [{**tags, **row} for row in curve]
                 report["injection_summary"].append({**tags, **summary})
+        report["injection_setup"]["failures"] = {"count": len(self.failures), "first": self.failures[:3]}
 
     def _injection(self, base: dict[str, str], pool: list[str], level: float | None,
                    decoding: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -187,13 +190,32 @@ class Probes:
         for d in range(max((len(w) for w in draws), default=0)):
             chosen = [(n, w[d]) for n, w in zip(rows, draws, strict=True) if len(w) > d]
             captions = [base[self.ids[n]] for n, _ in chosen]
-            injected = self._batched(
-                lambda px, caps, words: self.captioner.caption_with_injection(px, caps, k, words, level, **decoding),
-                [n for n, _ in chosen], captions, [w for _, w in chosen])
+            injected = self._batched(lambda px, caps, words: self._inject_batch(px, caps, k, words, level, decoding),
+                                     [n for n, _ in chosen], captions, [w for _, w in chosen])
             for (n, word), before, after in zip(chosen, captions, injected, strict=True):
+                if after is None:
+                    continue
                 effect = ep.injection_effect(ep.words(before), ep.words(after), k, word)
                 records.append({"image_id": self.ids[n], "word": word, "before": before, "after": after, **effect})
         return records
+
+
+    def _inject_batch(self, pixels, captions: list[str], k: int, words: list[str], level: float | None,
+                      decoding: dict[str, Any]) -> list[str | None]:
+        """The captioner's injection on a batch; when it refuses the batch (a caption it cannot map to
+        its tokens), image by image, with None (and the reason kept) for the images it refuses."""
+        call = self.captioner.caption_with_injection
+        try:
+            return call(pixels, captions, k, words, level, **decoding)
+        except ValueError:
+            out: list[str | None] = []
+            for i, (caption, word) in enumerate(zip(captions, words, strict=True)):
+                try:
+                    out += call(pixels[i: i + 1], [caption], k, [word], level, **decoding)
+                except ValueError as err:
+                    self.failures.append(str(err))
+                    out.append(None)
+            return out
 
 
 def _effects(records: list[dict[str, Any]]) -> dict[str, float]:
