@@ -216,3 +216,24 @@ def test_errprop_table_has_every_model_setting_and_level(tmp_path):
     assert rows[-1][3] == "180"  # two seeds' injections
     assert {p.name for p in paths} >= {f"coco-errprop.{ext}" for ext in ("md", "tex", "csv")}
     assert "## Error propagation" in next(p for p in paths if p.name.endswith("-report.md")).read_text()
+
+
+def test_quality_by_length_has_intervals_from_the_eval_files(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.phases.errprop import _quality_by_length
+    from bench.results import write_json
+
+    short, long = "a red circle", "a small red circle on the left of a big blue square"
+    references = {f"s{n}": [short, "one red circle"] for n in range(6)}
+    references |= {f"l{n}": [long, "a red circle left of a blue square at the top"] for n in range(6)}
+    captions = [{"image_id": i, "caption": short if i.startswith("s") or i == "l0" else long} for i in references]
+    per_image = {c["image_id"]: {"CIDEr": 2.0 if c["image_id"] != "l0" else 0.5} for c in captions}
+    write_json(tmp_path / "captions.json", captions)
+    write_json(tmp_path / "scores.json", {"per_image": per_image})
+    rows = _quality_by_length(SimpleNamespace(dir=tmp_path), references, n_resamples=200)
+    assert [(r["length"], r["images"]) for r in rows] == [(3, 6), (12, 6)]  # means 3 and 11.5
+    short_row, long_row = rows
+    assert short_row["CIDEr"] == 2.0 and short_row["CIDEr_low"] == short_row["CIDEr_high"] == 2.0
+    assert long_row["CIDEr"] == pytest.approx(1.75) and long_row["CIDEr_low"] < 1.75 <= long_row["CIDEr_high"]
+    assert long_row["BLEU-4_low"] <= long_row["BLEU-4"] <= long_row["BLEU-4_high"] < short_row["BLEU-4"] + 1
