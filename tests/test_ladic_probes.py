@@ -101,7 +101,7 @@ def test_raw_captions_keep_repeats_that_decoding_removes(tiny):
     repeated = [ids[0], ids[1], ids[2], ids[2], codec.dot_id, ids[2], ids[3], ids[4], codec.pad_id]
     assert codec.decode(repeated) == "a red circle."
     assert codec.decode_raw(repeated) == "a red red red circle"
-    assert codec.word_positions(repeated, ep.words) == [("a", [1]), ("red", [2, 3, 5]), ("circle", [6])]
+    assert codec.word_positions(repeated, ep.WORD) == [("a", [1]), ("red", [2, 3, 5]), ("circle", [6])]
 
 
 def test_raw_output_is_the_caption_before_deduplication(stand_in, pixels):
@@ -157,3 +157,18 @@ def test_the_phase_measures_ladic_on_every_level_and_setting(stand_in, pixels, s
     assert sum(survival[0.2]) < sum(survival[0.8])
     assert all(r["injections"] == 8 for r in report["injection"])
     assert all(r["control_changed_after"] == 0 and r["control_changed_before"] == 0 for r in report["injection"])
+
+
+def test_wordpiece_words_map_to_their_tokens():
+    from models.ladic.tokens import CaptionCodec, minilm_dir
+
+    path = minilm_dir()
+    if path is None:
+        pytest.skip("the MiniLM package (bert-base-uncased's WordPiece vocabulary) is not installed")
+    codec = CaptionCodec.from_file(path / "tokenizer.json")
+    ids = codec.encode(["a man's skateboarding t-shirt, red red"], 24)[0][0].tolist()
+    mapped = codec.word_positions(ids, ep.WORD)
+    assert [w for w, _ in mapped] == ep.words(codec.decode(ids))
+    pieces = {w: [codec.tok.id_to_token(ids[p]) for p in positions] for w, positions in mapped}
+    assert pieces["skateboarding"] == ["skate", "##boarding"] and pieces["shirt"] == ["shirt"]
+    assert pieces["red"] == ["red", "red"]  # a repeated word merges, as decoding merges it

@@ -78,6 +78,7 @@ class LaDiCProbes:
                            words: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mask, values): the token positions of word `position` in each sampled row, and there the
         latents of the wrong word (x0 of the caption with that word replaced, at the word's pieces)."""
+        from bench.metrics.errprop import WORD
         from bench.metrics.errprop import words as split_words
 
         assert self.codec is not None
@@ -85,7 +86,7 @@ class LaDiCProbes:
         mask = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
         values = torch.zeros(*ids.shape, latent.width, device=ids.device)
         for row, (caption, word) in enumerate(zip(captions, words, strict=True)):
-            mapped = self.codec.word_positions(ids[row].tolist(), split_words)
+            mapped = self.codec.word_positions(ids[row].tolist(), WORD)
             if [w for w, _ in mapped] != split_words(caption):
                 raise ValueError(f"ladic: caption {caption!r} is not what this model samples for image {row} "
                                  f"with these settings ({' '.join(w for w, _ in mapped)!r})")
@@ -99,6 +100,8 @@ class LaDiCProbes:
             count = max(1, self._pieces([*original[:position], word], tokens) + 1 - start)
             pieces = [p for p in range(start, start + count) if p < tokens - 1] or [min(start, tokens - 2)]
             positions = list(mapped[position][1])
+            if not positions:
+                raise ValueError(f"ladic: word {position} of {caption!r} owns no token")
             while len(positions) < len(pieces) and positions[-1] + 1 < tokens:
                 positions.append(positions[-1] + 1)  # a longer wrong word takes the following positions
             for n, p in enumerate(positions):

@@ -8,7 +8,8 @@ model, so loading a trained LaDiC never needs the hub or the MiniLM package.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -102,32 +103,32 @@ class CaptionCodec:
         text = self.tok.decode(kept, skip_special_tokens=True) if kept else ""
         return " ".join(text.replace(".", " ").split())
 
-    def word_positions(self, ids: Sequence[int], split: Callable[[str], list[str]]) -> list[tuple[str, list[int]]]:
-        """(word, token positions) of each word of `decode(ids)` as `split` cuts it into words, following
-        the same steps: runs of one id collapse (the run's positions all belong to the token), fillers
-        drop, word pieces ("##") join their word, and a word equal to the one before merges into it.
-        A token whose text `split` cuts into no word (punctuation) belongs to no word."""
-        pieces: list[tuple[str, list[int]]] = []  # (token text, positions) after collapsing runs
+    def word_positions(self, ids: Sequence[int], pattern: re.Pattern[str]) -> list[tuple[str, list[int]]]:
+        """(word, token positions) of each word of `decode(ids)`, words being `pattern`'s matches in
+        the lower-cased text (bench.metrics.errprop.WORD), following `decode`'s steps: runs of one id
+        collapse (the run's positions all belong to the token), fillers drop, the kept tokens are
+        detokenized, and a word equal to the one before merges into it. A word owns the tokens whose
+        characters it overlaps (found by detokenizing growing prefixes), so word pieces and
+        punctuation map as the caption's text reads."""
+        pieces: list[tuple[int, list[int]]] = []  # (id, positions) after collapsing runs
         previous = None
         for position, i in enumerate(int(i) for i in ids):
             if i == previous and i not in self.filler_ids and pieces:
                 pieces[-1][1].append(position)
             elif i not in self.filler_ids:
-                pieces.append((self.tok.id_to_token(i) or "", [position]))
+                pieces.append((i, [position]))
             previous = i
-        words: list[tuple[str, list[int]]] = []
-        for text, positions in pieces:
-            if text.startswith("##") and words:
-                words[-1] = (words[-1][0] + text[2:], words[-1][1] + positions)
-            else:
-                words.append((text, list(positions)))
+        kept = [i for i, _ in pieces]
+        ends = [len(self.tok.decode(kept[: j + 1], skip_special_tokens=True)) for j in range(len(kept))]
+        text = self.tok.decode(kept, skip_special_tokens=True).lower() if kept else ""
         out: list[tuple[str, list[int]]] = []
-        for text, positions in words:
-            for word in split(text)[:1]:  # a piece is at most one word of `split`
-                if out and out[-1][0] == word:
-                    out[-1][1].extend(positions)
-                else:
-                    out.append((word, positions))
+        for match in pattern.finditer(text):
+            owned = [p for j, (_, positions) in enumerate(pieces) for p in positions
+                     if (ends[j - 1] if j else 0) < match.end() and ends[j] > match.start()]
+            if out and out[-1][0] == match.group():
+                out[-1][1].extend(owned)
+            else:
+                out.append((match.group(), owned))
         return out
 
 
