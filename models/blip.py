@@ -260,7 +260,7 @@ class BlipCaptioner(ForcedPrefixProbes, Captioner):
     def generate_ids(self, pixel_values: torch.Tensor, num_beams: int | None = None,
                      max_length: int | None = None, min_length: int | None = None,
                      max_new_tokens: int | None = None, min_new_tokens: int | None = None,
-                     prompt: str | None = None, **unused: Any) -> torch.Tensor:
+                     prompt: str | None = None) -> torch.Tensor:
         """Generated token ids after the prompt, (batch, length), padded with [PAD] after [SEP]."""
         c = self.config
         prefix = self._prefix(prompt)
@@ -377,12 +377,14 @@ class BlipCaptioner(ForcedPrefixProbes, Captioner):
 
     def decode_cost(self, num_beams: int | None = None, max_length: int | None = None,
                     max_new_tokens: int | None = None, prompt: str | None = None,
-                    num_tokens: float | None = None, **unused: Any) -> int:
+                    num_tokens: float | None = None, min_length: int | None = None,
+                    min_new_tokens: int | None = None) -> int:
         """Decoder evaluations per caption: generated tokens x beams.
 
         The generated tokens are the maximum allowed (`max_new_tokens`, else `max_length` minus [DEC] and
         the prompt), an upper bound; pass `num_tokens` (the actual mean generated length) for the actual
         cost. The one image-encoder pass and the prompt's single parallel pass are not counted.
+        Minimum lengths do not change the bound; an unknown knob is a TypeError, as in `caption`.
         """
         beams = num_beams or self.config.num_beams
         if num_tokens is None:

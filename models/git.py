@@ -183,7 +183,7 @@ class GitCaptioner(ForcedPrefixProbes, Captioner):
     def generate_ids(self, pixel_values: torch.Tensor, num_beams: int | None = None,
                      max_new_tokens: int | None = None, max_length: int | None = None,
                      min_new_tokens: int | None = None, min_length: int | None = None,
-                     length_penalty: float | None = None, **unused: Any) -> torch.Tensor:
+                     length_penalty: float | None = None) -> torch.Tensor:
         """Generated token ids after [CLS], (batch, length), padded with [PAD] after [SEP]."""
         c = self.config
         beams = num_beams or c.num_beams
@@ -290,12 +290,15 @@ class GitCaptioner(ForcedPrefixProbes, Captioner):
         return out
 
     def decode_cost(self, num_beams: int | None = None, max_new_tokens: int | None = None,
-                    max_length: int | None = None, num_tokens: float | None = None, **unused: Any) -> int:
+                    max_length: int | None = None, num_tokens: float | None = None,
+                    min_new_tokens: int | None = None, min_length: int | None = None,
+                    length_penalty: float | None = None) -> int:
         """Decoder evaluations per caption: generated tokens x beams.
 
         The generated tokens are the maximum allowed (`max_new_tokens`, else `max_length` minus [CLS]), an
         upper bound; pass `num_tokens` (the actual mean generated length) for the actual cost. The
-        image tokens' single pass (with the first decoder step) is not counted apart.
+        image tokens' single pass (with the first decoder step) is not counted apart. Minimum lengths
+        and the length penalty do not change the bound; an unknown knob is a TypeError.
         """
         beams = num_beams or self.config.num_beams
         if num_tokens is None:

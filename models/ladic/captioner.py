@@ -240,16 +240,18 @@ class LaDiCCaptioner(Captioner):
         return steps, guidance, spec, mbr
 
     def decode_cost(self, steps: int | None = None, guidance: float | None = None,
-                    back_and_refine: bool | None = None, mbr: int | None = None, **unused: Any) -> int:
+                    back_and_refine: bool | None = None, mbr: int | None = None, seed: int = 0,
+                    mode: Mode = "optimized") -> int:
         """Diffuser forwards per caption: iterations (Back&Refine adds the ones before its restart)
-        x 2 with guidance x MBR candidates."""
+        x 2 with guidance x MBR candidates (`seed` and `mode` change no count; an unknown knob is a
+        TypeError, as in `caption`)."""
         steps, guidance, refine, mbr = self._settings(steps, guidance, back_and_refine, mbr)
         return self.diffusion.num_calls(steps, refine) * (2 if guidance != 0 else 1) * mbr
 
     @torch.no_grad()
     def caption(self, pixel_values: torch.Tensor, steps: int | None = None, guidance: float | None = None,
                 back_and_refine: bool | None = None, mbr: int | None = None, seed: int = 0,
-                mode: Mode = "optimized", **unused: Any) -> list[str]:
+                mode: Mode = "optimized") -> list[str]:
         """Captions for a batch; a caption depends on its image and `seed`, never on its batch mates."""
         steps_, guidance_, refine, mbr_ = self._settings(steps, guidance, back_and_refine, mbr)
         x0 = self.sample_latents(pixel_values, steps_, guidance_, refine, mbr_, seed, mode)
