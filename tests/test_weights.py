@@ -149,3 +149,21 @@ def test_job_hash_includes_the_weights_and_not_the_loader_settings(write_config,
     again, _ = plan_suite(load_config(path, loaders), "mini")
     assert again.key == swapped.key
     assert plan_suite(load_config(path, ["suites.mini.eval.batch_size=3"]), "mini")[0].key != swapped.key
+
+
+def test_readme_lists_every_weights_directory_the_gpu_suites_need():
+    """The README's offline section is checked against the sources the coco/flickr30k jobs resolve."""
+    from pathlib import Path
+
+    from bench.config import load_config
+    from bench.plan import plan_suite
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split("### Pretrained weights offline", 1)[1].split("\n## ", 1)[0]
+    cfg = load_config(root / "bench.yaml")
+    needed = {w["source"] for suite in ("coco", "flickr30k") for job in plan_suite(cfg, suite)
+              for w in job.weights.values()}
+    assert needed >= {"microsoft/git-base", "microsoft/git-base-coco", "bert-base-uncased"}
+    listed = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert listed == {source.replace("/", "--") for source in needed}
