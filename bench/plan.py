@@ -108,7 +108,10 @@ def pretrained_weights(model: str, overrides: dict[str, Any]) -> dict[str, dict[
     from models.weights import weights_identity
 
     cls = captioner_class(model)
-    config = cls.variant_config(model, **overrides)
+    try:
+        config = cls.variant_config(model, **overrides)
+    except (TypeError, ValueError, KeyError):
+        return {}  # bad overrides: bench/validate.py reports them; a job run anyway fails with them
     declared = getattr(config, "weights_sources", None)
     if callable(declared):
         sources = declared()
