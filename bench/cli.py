@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_config
     from bench.suite import run_suite
+    from bench.validate import validate_suite
 
     overrides = list(args.overrides)
     if args.executor:
@@ -108,6 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address:
         overrides.append(f"executor.address={args.address}")
     cfg = load_config(args.config, overrides)
+    validate_suite(cfg, args.suite)  # knobs, overrides, task options, data, results_dir: before any work
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     results = run_suite(cfg, args.suite, force=args.force, only=only or None)
     failed = [r for r in results if r.get("status") != "ok"]
@@ -143,8 +145,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.config import load_config
     from bench.plan import plan_suite
     from bench.results import collect, write_summary
+    from bench.validate import validate_suite
 
     cfg = load_config(args.config, args.overrides)
+    validate_suite(cfg, args.suite, data=False)  # a report reads result files, not the dataset
     suite_dir = cfg.results_dir / args.suite
     keys = {job.key for job in plan_suite(cfg, args.suite)}
     results = collect(suite_dir, keys)

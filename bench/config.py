@@ -13,8 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Phase = Literal["train", "eval", "latency", "errprop", "diversity"]
+#: The phases a job may run, in the order they run. Adding one is an edit of this tuple alone: the
+#: `Phase` type below (and so config validation and its error messages) is derived from it.
 PHASES: tuple[str, ...] = ("train", "eval", "latency", "errprop", "diversity")
+Phase = Literal[PHASES]  # type: ignore[valid-type]  # Literal of a tuple = Literal of its items
 
 
 class ConfigError(ValueError):
@@ -292,7 +294,14 @@ def load_config(path: str | Path = "bench.yaml", overrides: list[str] | tuple[st
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass --config PATH)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save the file as "
+                          "UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):

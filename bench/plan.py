@@ -2,7 +2,11 @@
 
 A job is names and numbers only (no tensors, no open files), so it pickles to any Ray worker. Its hash
 covers everything that determines its result, and nothing that does not (not the Ray address, not the
-label, not the resources), so a rerun finds the finished result and skips the job.
+label, not the resources, not the data-loader workers or CPU threads), so a rerun finds the finished
+result and skips the job. The pretrained weights a job starts from are part of it: their identity
+(models/weights.py `weights_identity`: a content fingerprint of the resolved directory, or the hub
+revision in the Hugging Face cache) is in the hash, so swapping the weights under $BENCH_WEIGHTS_DIR
+reruns the jobs that use them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from bench.api import stable_hash
 from bench.config import BenchConfig, ConfigError, ModelSpec, SuiteConfig, TrainConfig
 
 # Bump when the meaning of result files changes, so old results are not mistaken for new ones.
-RESULT_SCHEMA = 1
+RESULT_SCHEMA = 2
+#: Settings that cannot change a result (how fast data is loaded, how many CPU threads compute it):
+#: left out of the hash, so a rerun with other loader settings finds the finished results.
+NOT_IN_IDENTITY = {"train": ("num_workers", "threads"), "eval": ("num_workers",)}
 
 
 @dataclass(frozen=True)
@@ -44,18 +51,22 @@ class Job:
     # N workers give the same result (bench/train.py), so a rerun with another count finds it.
     workers: int = 1
     diversity: dict[str, Any] = field(default_factory=dict)
+    # Pretrained weights the job starts from: role -> {"source": as configured, "identity": fingerprint}.
+    weights: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
-        """What determines the result: the hash input."""
+        """What determines the result: the hash input (also logged as the job's MLflow params)."""
         return {
             "schema": RESULT_SCHEMA, "model": self.model, "overrides": self.overrides,
             "task": self.task_class, "task_options": self.task_options, "seed": self.seed,
-            "phases": list(self.phases), "train": self.train if "train" in self.phases else None,
-            "eval": self.eval, "decoding": self.decoding, "sweep": self.sweep,
+            "phases": list(self.phases),
+            "train": _without(self.train, "train") if "train" in self.phases else None,
+            "eval": _without(self.eval, "eval"), "decoding": self.decoding, "sweep": self.sweep,
             "latency": self.latency if "latency" in self.phases else None,
             "errprop": self.errprop if "errprop" in self.phases else None,
             # only where the phase runs, so the keys of jobs without it stay what they were
             **({"diversity": self.diversity} if "diversity" in self.phases else {}),
+            "weights": {role: w["identity"] for role, w in sorted(self.weights.items())},
         }
 
     @property
@@ -64,8 +75,7 @@ class Job:
 
     @property
     def job_id(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.label}__{self.task}__seed{self.seed}")
-        return f"{slug}__{self.key}"
+        return f"{job_slug(self.label, self.task, self.seed)}__{self.key}"
 
     @property
     def dir(self) -> Path:
@@ -77,6 +87,39 @@ class Job:
         out["key"] = self.key
         out["job_id"] = self.job_id
         return out
+
+
+def _without(settings: dict[str, Any], section: str) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in NOT_IN_IDENTITY[section]}
+
+
+def job_slug(label: str, task: str, seed: int) -> str:
+    """The readable part of a job's folder name (the hash follows it)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}__{task}__seed{seed}")
+
+
+def pretrained_weights(model: str, overrides: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """role -> {"source", "identity"} of the pretrained weights variant `model` with `overrides` loads.
+
+    A config declares them with `weights_sources()` (role -> hub id or directory); a config with a
+    `weights` field (BLIP, GIT) names one, role "model"; anything else loads none.
+    """
+    from bench.registry import captioner_class
+    from models.weights import weights_identity
+
+    cls = captioner_class(model)
+    try:
+        config = cls.variant_config(model, **overrides)
+    except (TypeError, ValueError, KeyError):
+        return {}  # bad overrides: bench/validate.py reports them; a job run anyway fails with them
+    declared = getattr(config, "weights_sources", None)
+    if callable(declared):
+        sources = declared()
+    else:
+        weights = getattr(config, "weights", None)
+        sources = {"model": weights} if isinstance(weights, str) and weights else {}
+    return {role: {"source": str(src), "identity": weights_identity(str(src))}
+            for role, src in sorted(sources.items())}
 
 
 def _job(cfg: BenchConfig, suite_name: str, suite: SuiteConfig, spec: ModelSpec, task: str,
@@ -96,6 +139,7 @@ def _job(cfg: BenchConfig, suite_name: str, suite: SuiteConfig, spec: ModelSpec,
         errprop=suite.errprop.model_dump(), cpus=resources.cpus, gpus=resources.gpus,
         workers=resources.num_workers, results_dir=str(cfg.results_dir),
         diversity=suite.diversity.model_dump(),
+        weights=pretrained_weights(spec.name, dict(spec.overrides)),
     )
 
 
@@ -118,4 +162,19 @@ def plan_suite(cfg: BenchConfig, suite_name: str, only: list[str] | None = None)
     dupes = {x for x in labels if labels.count(x) > 1}
     if dupes:
         raise ConfigError(f"suite {suite_name!r} has duplicate rows {sorted(dupes)}: give them distinct labels")
+    _check_folder_names(suite_name, suite)
     return jobs
+
+
+def _check_folder_names(suite_name: str, suite: SuiteConfig) -> None:
+    """Distinct labels whose folder names coincide ("BLIP (a)" and "BLIP [a]" are both "BLIP-a-")
+    would share job folders and summary rows: rejected, naming both."""
+    seen: dict[str, tuple[int, str]] = {}
+    for i, spec in enumerate(suite.models):
+        slug = job_slug(spec.display, "", 0)
+        other = seen.setdefault(slug, (i, spec.display))
+        if other[1] != spec.display:
+            raise ConfigError(
+                f"suites.{suite_name}.models.{i}.label: {spec.display!r} and models.{other[0]} "
+                f"({other[1]!r}) give the same folder name {slug.split('__')[0]!r}; labels may differ in "
+                "letters, digits, '_', '.' and '-' only: make them differ there")

@@ -6,8 +6,13 @@ supported, else fp16 with loss scaling), gradient accumulation, a checkpoint at 
 minutes (whichever ends first).
 
 Resume granularity is the epoch: a job killed mid-epoch restarts that epoch from the last checkpoint,
-with the same data order (the shuffle of epoch e is seeded by (seed, e)), so an interrupted and an
-uninterrupted run see the same batches.
+and a resumed job is bit-identical to an uninterrupted one on the same machine. Every random state
+training uses is either derived or checkpointed: the shuffle of epoch e, and the seeds of that epoch's
+DataLoader workers (torch seeds their torch, `random` and numpy from the loader's generator), come from
+a generator seeded by (seed, e); the global generators the main process draws from (torch CPU and
+every CUDA device: dropout, LaDiC's timesteps and noise; numpy; python `random`: self-conditioning,
+augmentation when num_workers is 0) and the AMP loss scaler are saved with each checkpoint and restored
+on resume (each rank's own, in a data-parallel job).
 
 Data parallel: when a torch.distributed process group is up (a Ray Train job, bench/executors/
 ray_train.py), every rank draws the same seeded order and takes every N-th item of each global batch,
@@ -170,6 +175,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_state() -> dict[str, Any]:
+    """Every global random state training draws from (restored by `set_rng_state`)."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] and torch.cuda.is_available():
+        if len(state["cuda"]) != torch.cuda.device_count():
+            raise RuntimeError(f"checkpoint holds the random state of {len(state['cuda'])} CUDA device(s), "
+                               f"this process sees {torch.cuda.device_count()}: resume on the same machine")
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _rank_rng_path(workdir: Path, rank: int) -> Path:
+    return workdir / f"rng-rank{rank}.pt"
+
+
+def _restore_rng(state: dict[str, Any], workdir: Path, rank: int, seed: int, epochs_done: int,
+                 log: Callable[[str], None]) -> None:
+    """Rank 0's state is in the checkpoint; another rank's in its own file, tagged with the epoch."""
+    if rank == 0:
+        set_rng_state(state["rng"])
+        return
+    path = _rank_rng_path(workdir, rank)
+    saved = torch.load(path, weights_only=False) if path.is_file() else None
+    if saved is not None and saved["epochs_done"] == epochs_done:
+        set_rng_state(saved["rng"])
+    else:  # deterministic, though not the uninterrupted run's draws
+        log(f"rank {rank}: no random state saved for epoch {epochs_done}; reseeding")
+        seed_everything(seed * 100_003 + epochs_done * 1_009 + rank)
+
+
 def _autocast(device: torch.device, amp: str):
     if device.type != "cuda" or amp == "off":
         return None, None
@@ -240,7 +281,10 @@ def train(
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         report = TrainReport(**state["report"])
+        _restore_rng(state, workdir, rank, seed, report.epochs_done, log)
         report.resumed_from_epoch = report.epochs_done
         log(f"resuming from epoch {report.epochs_done} ({ckpt_path})")
     distributed.broadcast_module(module)  # identical start on every rank, whatever each initialised
@@ -319,7 +363,11 @@ def train(
         distributed.broadcast_module(module, buffers_only=True)  # running statistics: rank 0's everywhere
         if rank == 0:
             _atomic_save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "report": report.to_dict()}, ckpt_path)
+                          "scheduler": scheduler.state_dict(), "report": report.to_dict(), "rng": rng_state(),
+                          "scaler": scaler.state_dict() if scaler is not None else None}, ckpt_path)
+            log(f"checkpoint written: epoch {report.epochs_done} ({ckpt_path.name})")
+        else:
+            _atomic_save({"epochs_done": report.epochs_done, "rng": rng_state()}, _rank_rng_path(workdir, rank))
     module.eval()
     return report
 

@@ -7,10 +7,17 @@ implementation used is transformers' `BlipForConditionalGeneration` (Apache-2.0)
 and a BERT decoder with cross-attention, generating left to right).
 
 Variants:
-  - `blip-base`: the pretrained captioning checkpoint (hub id, a local save_pretrained directory, or a
-    copy under $BENCH_WEIGHTS_DIR; see models/weights.py), BLIP fine-tuned on COCO captions. Zero-shot:
-    evaluate only (on COCO it has seen COCO captions: say so next to its rows); fine-tuned: train then
-    evaluate. Offline, creating it raises `WeightsNotFound` naming the remedy and `blip-tiny`.
+  - `blip-base`: the released captioning checkpoint (hub id, a local save_pretrained directory, or a
+    copy under $BENCH_WEIGHTS_DIR; see models/weights.py): BLIP base (ViT-B, CapFilt-L, 129M images)
+    already fine-tuned on COCO captions, so never "zero-shot": the suites evaluate it as released and
+    label it as the COCO captioner it is (on Flickr30k: transfer from COCO). Offline, creating it raises
+    `WeightsNotFound` naming the remedy and `blip-tiny`.
+    Why the suites have no "BLIP fine-tuned" row: fine-tuning must start from a pre-trained, not a
+    COCO-fine-tuned, checkpoint, and BLIP's pre-trained captioning weights (`model_base_capfilt_large.pth`)
+    are published only as the upstream repository's own .pth files; every BLIP captioning checkpoint on
+    the Hugging Face hub in transformers' format (`Salesforce/blip-image-captioning-base`, `-large`) is
+    the COCO-fine-tuned one. Fine-tuning that again would train on COCO twice. (GIT has one: the suites
+    fine-tune it from `microsoft/git-base`.) Training `blip-base` stays possible for other datasets.
   - `blip-tiny`: the same architecture and tokenisation from a small config with random weights (64 px),
     trained from scratch (shapes suite, tests).
 

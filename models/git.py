@@ -8,8 +8,9 @@ tokens attend each other, text tokens attend the image and the text before them)
 
 Variants:
   - `git-base`: the COCO-fine-tuned checkpoint (hub id, a local save_pretrained directory, or a copy
-    under $BENCH_WEIGHTS_DIR; see models/weights.py). Zero-shot: evaluate only (on COCO it has seen
-    COCO captions: say so next to its rows); fine-tuned: train then evaluate. Offline, creating it raises
+    under $BENCH_WEIGHTS_DIR; see models/weights.py), evaluated as released (a COCO captioner, not
+    zero-shot). The suites' fine-tuned GIT row starts from the pre-trained, not COCO-fine-tuned,
+    checkpoint instead: `overrides: {weights: microsoft/git-base}`. Offline, creating it raises
     `WeightsNotFound` naming the remedy and `git-tiny`.
   - `git-tiny`: the same architecture and tokenisation (bert-base-uncased WordPiece) from a small config
     with random weights (64 px), trained from scratch (shapes suite, tests).

@@ -183,3 +183,58 @@ def load_pretrained_captioner(cls: Any, directory: Path, base_variant: str, mode
     module = load_pretrained(model_loader, str(directory), offline_variant, dtype=torch.float32)
     processor = load_pretrained(AutoProcessor.from_pretrained, str(directory), offline_variant)
     return config, module, processor
+
+
+# -- identity of pretrained weights (part of a job's hash: bench/plan.py) ---------------------------
+#: Bytes read from each end of every file of a weights directory for its fingerprint.
+FINGERPRINT_BYTES = 1 << 20
+
+
+def weights_identity(source: str) -> str:
+    """A short fingerprint of the weights `source` resolves to, cheap enough to compute at every plan.
+
+    - A local directory (a path, or a copy under $BENCH_WEIGHTS_DIR): `dir:<hash>` over every file's
+      relative name, size and the SHA-256 of its first and last MiB. Content, not mtimes: a copy of the
+      same files keeps its identity, stand-ins replaced by real weights (or another revision) do not;
+      reading 2 MiB a file keeps it to milliseconds for multi-GB checkpoints.
+    - A hub id found in the Hugging Face cache: `hub:<commit>` (the cached snapshot's revision).
+    - A hub id not cached here: `hub:<id>@uncached` (the job fetches whatever the hub serves then).
+    """
+    resolved = resolve_weights(source)
+    path = Path(resolved)
+    if path.is_dir():
+        return "dir:" + _directory_fingerprint(str(path.resolve()), _stat_listing(path))
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = snapshot_download(repo_id=resolved, local_files_only=True)
+        return f"hub:{Path(snapshot).name}"
+    except Exception:  # noqa: BLE001 - not cached, not a valid id, no huggingface_hub: all "uncached"
+        return f"hub:{resolved}@uncached"
+
+
+def _stat_listing(path: Path) -> tuple[tuple[str, int, int], ...]:
+    files = sorted(p for p in path.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    return tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+_FINGERPRINTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def _directory_fingerprint(root: str, listing: tuple[tuple[str, int, int], ...]) -> str:
+    """Hash of names, sizes and both ends of each file; memoised per (directory, stat listing)."""
+    import hashlib
+
+    key = (root, listing)
+    if key not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for name, size, _ in listing:
+            digest.update(f"{name}\0{size}\0".encode())
+            with open(Path(root) / name, "rb") as f:
+                digest.update(f.read(FINGERPRINT_BYTES))
+                if size > FINGERPRINT_BYTES:
+                    f.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+                    digest.update(f.read())
+        _FINGERPRINTS[key] = digest.hexdigest()[:16]
+    return _FINGERPRINTS[key]

