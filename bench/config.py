@@ -171,6 +171,28 @@ class SuiteConfig(_Strict):
     errprop: ErrpropConfig = ErrpropConfig()
     diversity: DiversityConfig = DiversityConfig()
     resources: Resources = Resources()
+    phase_seeds: dict[Phase, list[int]] = Field(
+        default_factory=dict,
+        description="phase -> the seeds that run it (default: every seed). For probe phases whose cost "
+                    "outweighs what more seeds add, e.g. latency (timing does not depend on the seed)")
+
+    @model_validator(mode="after")
+    def _phase_seeds_are_seeds(self) -> SuiteConfig:
+        for phase, seeds in self.phase_seeds.items():
+            if phase in ("train", "eval"):
+                raise ValueError(f"phase_seeds.{phase}: every seed trains and is evaluated (the seeds are "
+                                 "the uncertainty the intervals measure); accepted: the later phases")
+            extra = sorted(set(seeds) - set(self.seeds))
+            if extra:
+                raise ValueError(f"phase_seeds.{phase}: seed(s) {extra} are not among the suite's seeds "
+                                 f"{self.seeds}")
+        return self
+
+    def phases_for(self, spec_phases: list[str] | None, seed: int) -> tuple[str, ...]:
+        """The phases a job of this seed runs: the model's (or the suite's), less those whose
+        `phase_seeds` leave this seed out."""
+        return tuple(p for p in (spec_phases or self.phases)
+                     if p not in self.phase_seeds or seed in self.phase_seeds[p])
 
     @model_validator(mode="after")
     def _model_train_overrides(self) -> SuiteConfig:

@@ -133,7 +133,7 @@ def _job(cfg: BenchConfig, suite_name: str, suite: SuiteConfig, spec: ModelSpec,
         raise ConfigError(f"suites.{suite_name}: decoding.sweep of {spec.name} must map knob -> list")
     return Job(
         suite=suite_name, model=spec.name, label=spec.display, task=task, task_class=task_class,
-        task_options=task_options, seed=seed, phases=tuple(spec.phases or suite.phases),
+        task_options=task_options, seed=seed, phases=suite.phases_for(spec.phases, seed),
         overrides=dict(spec.overrides), train=train, eval=suite.eval.model_dump(), decoding=decoding,
         sweep=sweep, latency=suite.latency.model_dump(),
         errprop=suite.errprop.model_dump(), cpus=resources.cpus, gpus=resources.gpus,

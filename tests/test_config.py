@@ -79,3 +79,20 @@ def test_cli_reports_config_errors_without_traceback(write_config):
          "--set", "executor.kind=lokal"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "executor.kind" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_phase_seeds_limit_a_phase_to_some_seeds(write_config):
+    from bench.plan import plan_suite
+
+    path = write_config(SUITE)
+    cfg = load_config(path, ["suites.mini.seeds=[0,1,2]", "suites.mini.phases=[train,eval,latency,errprop]",
+                             "suites.mini.phase_seeds={latency: [0], errprop: [0, 2]}"])
+    phases = {(j.model, j.seed): j.phases for j in plan_suite(cfg, "mini")}
+    assert phases[("vit-gpt2-tiny", 0)] == ("train", "eval", "latency", "errprop")
+    assert phases[("vit-gpt2-tiny", 1)] == ("train", "eval")
+    assert phases[("vit-gpt2-tiny", 2)] == ("train", "eval", "errprop")
+    for bad, words in (("{latency: [5]}", ["phase_seeds.latency", "[5]"]),
+                       ("{train: [0]}", ["phase_seeds.train", "every seed trains"])):
+        with pytest.raises(ConfigError) as err:
+            load_config(path, ["suites.mini.seeds=[0,1,2]", f"suites.mini.phase_seeds={bad}"])
+        assert all(w in str(err.value) for w in words), str(err.value)
