@@ -17,7 +17,16 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_SAMPLING, Captioner, Generation, Knob, Sample, VariantInfo
+from bench.api import (
+    PROBE_INJECTION,
+    PROBE_RAW,
+    PROBE_SAMPLING,
+    Captioner,
+    Generation,
+    Knob,
+    Sample,
+    VariantInfo,
+)
 from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
 from models.masked_diffusion import process
 from models.masked_diffusion.config import VARIANTS, MDMConfig, validate

@@ -119,7 +119,12 @@ def _init_weights(module: nn.Module) -> None:
 def build_image_encoder(cfg: MDMConfig, vision_config: dict[str, Any] | None = None,
                         load_weights: bool = True) -> tuple[nn.Module, dict[str, Any] | None]:
     """LaDiC's image encoder for these settings and, for BLIP, the vision config that rebuilds it."""
-    from models.ladic.encoders import BlipImageEncoder, ConvImageEncoder, blip_vision_config, build_blip_encoder
+    from models.ladic.encoders import (
+        BlipImageEncoder,
+        ConvImageEncoder,
+        blip_vision_config,
+        build_blip_encoder,
+    )
 
     if cfg.image_encoder == "conv":
         return ConvImageEncoder(cfg.image_size, cfg.image_width, cfg.image_layers, cfg.image_heads,

@@ -92,7 +92,7 @@ def sample(denoise: Denoiser, batch: int, length: int, mask_id: int, steps: int,
         raise ValueError("temperature > 0 needs one generator per row")
     x = torch.full((batch, length), mask_id, dtype=torch.long, device=device)
     committed_at = torch.full_like(x, -1)
-    calls = torch.zeros(batch, dtype=torch.long)
+    calls = torch.zeros(batch, dtype=torch.long, device=device)  # on the device: no sync per step
     applied = [False] * batch
     bounds = block_bounds(length, blocks)
     plan = block_steps(steps, bounds)
@@ -117,7 +117,7 @@ def sample(denoise: Denoiser, batch: int, length: int, mask_id: int, steps: int,
                 commit = commit_schedule(confidence, open_, counts[i], last=i == iterations - 1)
             x = torch.where(commit, choice, x)
             committed_at = torch.where(commit, torch.full_like(committed_at, step), committed_at)
-            calls += active.cpu()
+            calls += active
             step += 1
     _inject(x, committed_at, injection, applied, step, final=True)
     return Trace(x, committed_at, calls.tolist(), step)
