@@ -56,7 +56,7 @@ class MaskedDiffusionCaptioner(Captioner):
     config_class = MDMConfig
     variants = VARIANTS
     info = {
-        "mdm-base": VariantInfo("129M images (ViT)", "masked diffusion, 12 x 768, frozen BLIP ViT-B/16", "~110M trainable"),
+        "mdm-base": VariantInfo("129M images (ViT)", "masked diffusion, 12 x 768, frozen BLIP ViT-B/16", "160M trainable"),
         "mdm-mini": VariantInfo("none", "masked diffusion, CPU-sized (shapes), ladic-mini's encoder"),
         "mdm-tiny": VariantInfo("none", "masked diffusion, test-sized"),
     }
