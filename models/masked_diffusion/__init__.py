@@ -63,6 +63,12 @@ Variants (image encoders and vocabularies of LaDiC's variants, so mdm-X vs ladic
   transformer (12 heads, FFN 3072, dropout 0.1). For the coco and flickr30k suites (GPU).
 - mdm-mini: ladic-mini's conv encoder (64 px, 8x8 tokens of 128, trained from scratch) and vocabulary
   (bert-base-uncased's WordPiece restricted to the ids of the training captions, lm_vocab="train");
-  a 3-layer x 128 transformer (4 heads, FFN 512, no dropout); 8 steps by default. For the shapes suite.
+  a 3-layer x 128 transformer (4 heads, FFN 512, no dropout); 24 steps (one token each) by default.
+  For the shapes suite. Measured on shapes (2000 training images x 5 captions, 300 test images, one
+  seed, batch 32, lr 3e-3, one CPU thread, about 32 s of CPU time per epoch): CIDEr 104 after 4 epochs
+  and 128 after 8 (loss still falling), against 48 (constant) and 180 (nearest neighbour) in the
+  reference results; 8 steps give 110, 12 give 127, blocks=3 at 24 steps 137. Fewer epochs leave
+  captions that mix the five caption templates ("a picture of a above square"): masked diffusion
+  needs more training than the autoregressive model of the same size to decode coherently.
 - mdm-tiny: ladic-tiny's 32 px conv encoder and word vocabulary, 2 layers x 32, for tests.
 """
