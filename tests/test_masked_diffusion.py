@@ -166,10 +166,10 @@ def recalled(tiny_shapes):
     batch = model.collate(list(pixels), captions)
     optimizer = torch.optim.AdamW(model.module.parameters(), lr=3e-3)
     model.module.train()
-    for _ in range(400):
+    for _ in range(300):
         optimizer.zero_grad()
-        model.training_loss({**batch, "pixel_values": batch["pixel_values"].repeat(8, 1, 1, 1),
-                             "tokens": batch["tokens"].repeat(8, 1)}).backward()
+        model.training_loss({**batch, "pixel_values": batch["pixel_values"].repeat(4, 1, 1, 1),
+                             "tokens": batch["tokens"].repeat(4, 1)}).backward()
         optimizer.step()
     return model, pixels, [" ".join(split_words(c)) for c in captions]
 

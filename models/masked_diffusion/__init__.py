@@ -48,7 +48,7 @@ is small, to be measured before adding it.
 Deviations, and choices the sources leave open:
 - Steps above L (or above a block's length) are capped: a step that can commit nothing would still cost
   a network evaluation. `decode_cost` and `generate` report the steps actually run (x 2 with guidance).
-- Noise: one generator per image seeded from (seed, the image's preprocessed pixels) (`seeds.py`), so a
+- Noise: one generator per image seeded from (seed, the image's preprocessed pixels) (models.seeding), so a
   caption never depends on its batch mates. With temperature 0 (the default) decoding draws nothing.
 - Captions: the words before the first [SEP] ([PAD] skipped), consecutive repeated words collapsed per
   caption, as LaDiC's post-process; `caption_raw` keeps the repeats.
