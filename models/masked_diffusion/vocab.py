@@ -27,6 +27,8 @@ class Vocabulary:
         self.sep, self.pad, self.unk = (self.index[codec.sep_id], self.index[codec.pad_id],
                                         self.index[codec.unk_id])
         self.mask = len(self.ids)  # [MASK]: an input only, never predicted
+        self._lookup = torch.full((max(codec.vocab_size, self.ids[-1] + 1),), self.unk, dtype=torch.long)
+        self._lookup[torch.tensor(self.ids)] = torch.arange(len(self.ids))
 
     @classmethod
     def fit(cls, codec: CaptionCodec, captions: list[str] | None, length: int,
@@ -48,10 +50,7 @@ class Vocabulary:
 
     def encode(self, captions: list[str]) -> torch.Tensor:
         """(batch, L) model indices; long captions keep their first L - 1 pieces and [SEP]."""
-        ids = self._codec_ids(captions)
-        lookup = torch.full((max(self.codec.vocab_size, max(self.ids) + 1),), self.unk, dtype=torch.long)
-        lookup[torch.tensor(self.ids)] = torch.arange(len(self.ids))
-        return lookup[ids]
+        return self._lookup[self._codec_ids(captions)]
 
     def piece_ids(self, text: str) -> list[int]:
         """Model indices of a text's word pieces ([UNK] for pieces outside the vocabulary)."""
