@@ -39,3 +39,11 @@ _c.register("git-base", "models.git:GitCaptioner",
 _c.register("git-tiny", "models.git:GitCaptioner",
             "GIT architecture from a small config, trained from scratch (shapes, tests).",
             "autoregressive")
+_c.register("mdm-base", "models.masked_diffusion.captioner:MaskedDiffusionCaptioner",
+            "Masked diffusion: frozen BLIP ViT-B/16, bert-base-uncased vocabulary, 12x768 transformer.",
+            "diffusion")
+_c.register("mdm-mini", "models.masked_diffusion.captioner:MaskedDiffusionCaptioner",
+            "Masked diffusion, CPU-sized: ladic-mini's conv encoder and vocabulary, 3x128 transformer.",
+            "diffusion")
+_c.register("mdm-tiny", "models.masked_diffusion.captioner:MaskedDiffusionCaptioner",
+            "Masked diffusion, test-sized.", "diffusion")

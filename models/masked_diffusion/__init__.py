@@ -1,0 +1,74 @@
+"""Masked (absorbing-state) discrete diffusion captioning: the suite's second diffusion paradigm.
+
+Papers: MDLM (Sahoo et al., "Simple and Effective Masked Diffusion Language Models", NeurIPS 2024,
+arXiv 2406.07524) for the forward process and the loss; LLaDA (Nie et al., "Large Language Diffusion
+Models", arXiv 2502.09992, and its public generate.py / GUIDELINES.md) for the sampler, blocks and
+guidance; Fast-dLLM (Wu et al., arXiv 2505.22618) for the confidence-threshold rule; DDCap (Zhu et al.,
+"Exploring Discrete Diffusion Models for Image Captioning", arXiv 2211.11694) for captioning with a
+discrete diffusion decoder cross-attending to image features. Written from the papers' descriptions;
+no code is copied. Licence of this code: the project's (MIT). Paradigm: diffusion (non-autoregressive).
+
+Package layout: config.py (fields + variants), process.py (forward process, loss, schedule: no
+network), sampler.py (the decoding loop over a network callable), network.py (the transformer),
+vocab.py (captions <-> token indices), seeds.py (per-image noise seeds), captioner.py (the contract).
+
+What follows which source:
+- Forward process and loss (MDLM, linear schedule alpha_t = 1 - t; LLaDA's guidelines): t ~ U(eps, 1),
+  eps = 1e-3, each token masked independently with probability t; cross-entropy on the masked
+  positions only, weighted by 1/t, summed and divided by batch x L. MDLM's low-discrepancy sampling of
+  t over a batch is on by default (`low_discrepancy`; the same expectation with less variance).
+- Parameterisation (MDLM's SUBS): [MASK] is an input only (never predicted); committed tokens are
+  carried over unchanged. No time conditioning (MDLM and LLaDA: the mask count tells the level).
+- Fixed length L = 24 (LaDiC's setting): the word pieces, [SEP] as the end, [PAD]s; end and padding are
+  ordinary tokens the model predicts. LaDiC's leading [CLS] is dropped (a constant, it would cost a
+  position), so up to 23 word pieces fit where LaDiC keeps 22.
+- Sampler (LLaDA's low-confidence remasking): each step predicts every masked position (argmax of the
+  logits + temperature x Gumbel noise, in float64 as LLaDA), its confidence is the softmax probability
+  of that token, and the most confident are committed: n masked over s steps gives n // s per step,
+  the remainder to the first steps, all committed at the last step. Committed tokens are never
+  re-masked. steps = L is DDCap-style one token per step; steps = 1 is one-shot.
+- Threshold rule (Fast-dLLM): commit every masked position above `threshold`, at least the most
+  confident one; the step count depends on the data and `generate` reports it per caption.
+- Semi-autoregressive blocks (LLaDA): L split into `blocks` contiguous blocks, left to right, the steps
+  split evenly over the blocks (LLaDA asks for divisibility; here the remainder goes to the first
+  blocks, and a block gets at least one step: fewer steps than blocks are raised to one per block).
+- Guidance (classifier-free, as LLaDA's logits form): logits = (1 + w) cond - w uncond, both passes in
+  one batched forward; in training the image is replaced with probability 0.1 by a learned null memory
+  (one vector at every image position, so the shapes stay those of the image tokens). LaDiC feeds a
+  zero image through the encoder instead; the null memory does not depend on the encoder.
+- Network (DDCap's layout: a BERT-style bidirectional transformer cross-attending to image tokens):
+  pre-LN layers of self-attention (no mask), cross-attention to the image tokens, GELU FFN; learned
+  positions; an untied output head over the real tokens.
+
+Speed: the image encoder runs once per call and the image tokens' cross-attention keys/values (and
+the null memory's) are computed once per call, not per step; shapes are static inside the loop. The
+dKV-Cache / Fast-dLLM caching of committed positions is not implemented: at L = 24 their reported gain
+is small, to be measured before adding it.
+
+Deviations, and choices the sources leave open:
+- Steps above L (or above a block's length) are capped: a step that can commit nothing would still cost
+  a network evaluation. `decode_cost` and `generate` report the steps actually run (x 2 with guidance).
+- Noise: one generator per image seeded from (seed, the image's preprocessed pixels) (models.seeding), so a
+  caption never depends on its batch mates. With temperature 0 (the default) decoding draws nothing.
+- Captions: the words before the first [SEP] ([PAD] skipped), consecutive repeated words collapsed per
+  caption, as LaDiC's post-process; `caption_raw` keeps the repeats.
+- Injection probe: the uninjected decoding is rerun (same seed, same tokens) to find the token
+  positions of word k; the wrong word's pieces are committed there at step round(level x steps) (the
+  caption's own step count under the threshold rule); pieces beyond the original word's are cut,
+  spare positions get [PAD]; decoding continues with the same noise draws.
+
+Variants (image encoders and vocabularies of LaDiC's variants, so mdm-X vs ladic-X isolates the decoder):
+- mdm-base: ladic-base's frozen BLIP ViT-B/16 (224 px, 197 tokens of 768) and bert-base-uncased's
+  30522-id WordPiece vocabulary (read offline from the MiniLM package, which ships it); a 12-layer x 768
+  transformer (12 heads, FFN 3072, dropout 0.1). For the coco and flickr30k suites (GPU).
+- mdm-mini: ladic-mini's conv encoder (64 px, 8x8 tokens of 128, trained from scratch) and vocabulary
+  (bert-base-uncased's WordPiece restricted to the ids of the training captions, lm_vocab="train");
+  a 3-layer x 128 transformer (4 heads, FFN 512, no dropout); 24 steps (one token each) by default.
+  For the shapes suite. Measured on shapes (2000 training images x 5 captions, 300 test images, one
+  seed, batch 32, lr 3e-3, one CPU thread, about 32 s of CPU time per epoch): CIDEr 104 after 4 epochs
+  and 128 after 8 (loss still falling), against 48 (constant) and 180 (nearest neighbour) in the
+  reference results; 8 steps give 110, 12 give 127, blocks=3 at 24 steps 137. Fewer epochs leave
+  captions that mix the five caption templates ("a picture of a above square"): masked diffusion
+  needs more training than the autoregressive model of the same size to decode coherently.
+- mdm-tiny: ladic-tiny's 32 px conv encoder and word vocabulary, 2 layers x 32, for tests.
+"""

