@@ -222,3 +222,15 @@ def test_spice_scores_are_read_and_a_nan_makes_spice_unavailable(tiny_shapes, mo
     nan = score_captions(captions, refs, metrics=("BLEU-4", "SPICE"))
     assert "SPICE" not in nan.corpus and "NaN for 1 of 12 image(s)" in nan.unavailable["SPICE"]
     assert nan.corpus["BLEU-4"] == good.corpus["BLEU-4"]
+
+
+def test_an_empty_caption_is_scored_as_empty_not_shifted(tiny_shapes):
+    """A model may end a caption at once: the blank caption scores 0 and no other image moves."""
+    refs = tiny_shapes.references("test")
+    captions = _caption_set(tiny_shapes)
+    first, second = sorted(captions)[:2]
+    with_empty = {**captions, first: ""}
+    scored = score_captions(with_empty, refs, metrics=("BLEU-1", "CIDEr"))
+    assert scored.per_image[first]["CIDEr"] == 0.0
+    alone = score_captions({second: captions[second]}, refs, metrics=("BLEU-1",))
+    assert alone.corpus["BLEU-1"] == pytest.approx(scored.per_image[second]["BLEU-1"], abs=1e-12)

@@ -34,15 +34,22 @@ def tokenize(texts: dict[str, list[str]], what: str = "caption") -> dict[str, li
     """
     from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
 
-    keys = [i for i, v in texts.items() for _ in v]
-    lines = ptb_lines([one_line(t) for v in texts.values() for t in v])
-    if len(lines) != len(keys):
+    flat = [one_line(t) for v in texts.values() for t in v]
+    # A blank text (an empty caption is a possible model output) is a line the Java tokenizer may
+    # drop; it tokenises to nothing, so it is not sent at all.
+    sent = [n for n, t in enumerate(flat) if t.strip()]
+    lines = ptb_lines([flat[n] for n in sent]) if sent else []
+    if len(lines) != len(sent):
         raise RuntimeError(
-            f"the PTB tokenizer returned {len(lines)} line(s) for {len(keys)} {what}(s): the texts no longer "
+            f"the PTB tokenizer returned {len(lines)} line(s) for {len(sent)} {what}(s): the texts no longer "
             f"line up with their images (a character it reads as a line break survived normalisation)")
+    tokens = [""] * len(flat)
+    for n, line in zip(sent, lines, strict=True):
+        tokens[n] = " ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS)
     out: dict[str, list[str]] = {i: [] for i in texts}
-    for key, line in zip(keys, lines, strict=True):
-        out[key].append(" ".join(w for w in line.rstrip().split(" ") if w not in PUNCTUATIONS))
+    keys = [i for i, v in texts.items() for _ in v]
+    for key, text in zip(keys, tokens, strict=True):
+        out[key].append(text)
     return out
 
 
