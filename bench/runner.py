@@ -58,8 +58,16 @@ def pick_device(job: Job) -> str:
     return "cpu"
 
 
-def run_job(job: Job) -> dict[str, Any]:
-    """Run every phase of `job`; always returns (and writes) a result dict, failed or ok."""
+PhaseRunner = Callable[[Job, Callable[[str], None]], dict[str, Any]]
+
+
+def run_job(job: Job, phases: PhaseRunner | None = None) -> dict[str, Any]:
+    """Run every phase of `job`; always returns (and writes) a result dict, failed or ok.
+
+    `phases(job, log)` runs them and returns their outcome; by default they run in this process. The
+    executors choose (bench/executors/__init__.py `execute`): they pass Ray Train's data-parallel runner
+    (bench/executors/ray_train.py) for a job with more than one worker. This module imports no executor.
+    """
     job.dir.mkdir(parents=True, exist_ok=True)
     write_json(job.dir / "job.json", job.to_dict())
     log = JobLog(job)
@@ -76,7 +84,7 @@ def run_job(job: Job) -> dict[str, Any]:
     deferred = [p for p in job.extra.get("defer", ()) if p in job.phases]
     try:
         with monitor, library_logs_to(log.path):
-            result.update(_run_phases(job, log))
+            result.update((phases or _run_phases)(job, log))
         errors = result.get("phase_errors", {})
         result["status"] = "partial" if deferred or errors else "ok"
         if deferred:
@@ -117,10 +125,9 @@ def _now(job: Job, phase: str) -> bool:
 
 
 def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
-    if job.workers > 1:
-        from bench.executors.ray_train import run_data_parallel
-
-        return run_data_parallel(job, log)
+    if job.workers > 1:  # one process would silently do the work of `workers`: the executor's choice
+        raise ValueError(f"job {job.job_id} has {job.workers} workers: run it through an executor "
+                         f"(bench.executors.execute), which starts its data-parallel workers")
     out = run_phases(job, log, pick_device(job))
     assert out is not None
     return out
