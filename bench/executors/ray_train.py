@@ -21,10 +21,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from bench import files
 from bench.plan import Job
 from bench.results import read_json, write_json
 
-OUTCOME = "outcome.json"  # rank 0's phase outcome, read back by the calling task
+OUTCOME = files.OUTCOME  # rank 0's phase outcome, read back by the calling task
 
 
 def _forwarded_env() -> dict[str, str]:
