@@ -172,17 +172,20 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench import data
-
     if args.data_command == "check":
-        task = data.resolve_task(args.task, args.config, root=args.root, split_file=args.split_file,
-                                 image_root=args.image_root)
-        progress = data.stderr_progress if sys.stderr.isatty() else None
-        report = data.check_task(task, level=args.level, workers=args.workers, progress=progress)
-        print(data.format_check(report, show=args.show))
+        from tasks import checks
+
+        task = checks.resolve_task(args.task, args.config, root=args.root, split_file=args.split_file,
+                                   image_root=args.image_root)
+        progress = checks.stderr_progress if sys.stderr.isatty() else None
+        report = checks.check_task(task, level=args.level, workers=args.workers, progress=progress)
+        print(checks.format_check(report, show=args.show))
         return report.exit_code
-    report = data.prepare(args.task, args.root, args.sources, mode=args.mode, config=args.config, echo=print)
-    print(data.format_prepare(report))
+    from tasks import prepare
+
+    report = prepare.prepare(args.task, args.root, args.sources, mode=args.mode, config=args.config,
+                             echo=print)
+    print(prepare.format_prepare(report))
     return report.exit_code
 
 

@@ -24,8 +24,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-RESULT = "result.json"
-SUMMARY_METRICS = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+from bench import files
+from bench.metrics.quality import SUMMARY_METRICS
+
+RESULT = files.RESULT  # bench/files.py: every result file name
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -123,6 +125,6 @@ def write_summary(suite_dir: Path, results: list[dict[str, Any]]) -> str:
     """Write summary.csv and summary.md for these results; returns the Markdown table."""
     rows = summary_rows(results)
     table = to_markdown(rows)
-    write_atomic(suite_dir / "summary.csv", to_csv(rows))
-    write_atomic(suite_dir / "summary.md", table)
+    write_atomic(suite_dir / files.SUMMARY_CSV, to_csv(rows))
+    write_atomic(suite_dir / files.SUMMARY_MD, table)
     return table

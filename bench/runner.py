@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from bench import files
 from bench.joblogs import library_logs_to
 from bench.plan import Job
 from bench.results import RESULT, read_json, write_json
@@ -38,7 +39,7 @@ class JobLog:
 
     def __init__(self, job: Job):
         self.prefix = f"[{job.label}/{job.task}/s{job.seed}]"
-        self.path = job.dir / "log.txt"
+        self.path = job.dir / files.LOG
 
     def __call__(self, message: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {self.prefix} {message}"
@@ -58,10 +59,18 @@ def pick_device(job: Job) -> str:
     return "cpu"
 
 
-def run_job(job: Job) -> dict[str, Any]:
-    """Run every phase of `job`; always returns (and writes) a result dict, failed or ok."""
+PhaseRunner = Callable[[Job, Callable[[str], None]], dict[str, Any]]
+
+
+def run_job(job: Job, phases: PhaseRunner | None = None) -> dict[str, Any]:
+    """Run every phase of `job`; always returns (and writes) a result dict, failed or ok.
+
+    `phases(job, log)` runs them and returns their outcome; by default they run in this process. The
+    executors choose (bench/executors/__init__.py `execute`): they pass Ray Train's data-parallel runner
+    (bench/executors/ray_train.py) for a job with more than one worker. This module imports no executor.
+    """
     job.dir.mkdir(parents=True, exist_ok=True)
-    write_json(job.dir / "job.json", job.to_dict())
+    write_json(job.dir / files.JOB, job.to_dict())
     log = JobLog(job)
     result: dict[str, Any] = {
         "key": job.key, "job_id": job.job_id, "suite": job.suite, "label": job.label,
@@ -71,12 +80,12 @@ def run_job(job: Job) -> dict[str, Any]:
     started = time.time()
     earlier = _partial(job)  # a first step that ran every phase but the deferred ones
     if not earlier:
-        write_json(job.dir / "worker.json", {"pid": os.getpid(), "host": result["host"], "started": started})
+        write_json(job.dir / files.WORKER, {"pid": os.getpid(), "host": result["host"], "started": started})
     monitor = SystemMonitor(interval=job.extra.get("sysmon_interval", 5.0))
     deferred = [p for p in job.extra.get("defer", ()) if p in job.phases]
     try:
         with monitor, library_logs_to(log.path):
-            result.update(_run_phases(job, log))
+            result.update((phases or _run_phases)(job, log))
         errors = result.get("phase_errors", {})
         result["status"] = "partial" if deferred or errors else "ok"
         if deferred:
@@ -91,7 +100,7 @@ def run_job(job: Job) -> dict[str, Any]:
             write_json(job.dir / RESULT, {**result, "seconds": time.time() - started})
             raise
     finally:
-        write_json(job.dir / "system_metrics.json", earlier.get("system_metrics", []) + monitor.samples)
+        write_json(job.dir / files.SYSTEM_METRICS, earlier.get("system_metrics", []) + monitor.samples)
     result["seconds"] = time.time() - started + earlier.get("seconds", 0.0)
     write_json(job.dir / RESULT, result)
     return result
@@ -106,7 +115,7 @@ def _partial(job: Job) -> dict[str, Any]:
         return {}
     if previous.get("status") != "partial" or not previous.get("deferred") or job.extra.get("defer"):
         return {}  # a partial job whose phase failed is rerun from scratch: its own time, its own worker
-    metrics = job.dir / "system_metrics.json"
+    metrics = job.dir / files.SYSTEM_METRICS
     return {"seconds": float(previous.get("seconds", 0.0)),
             "system_metrics": read_json(metrics) if metrics.is_file() else []}
 
@@ -117,10 +126,9 @@ def _now(job: Job, phase: str) -> bool:
 
 
 def _run_phases(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
-    if job.workers > 1:
-        from bench.executors.ray_train import run_data_parallel
-
-        return run_data_parallel(job, log)
+    if job.workers > 1:  # one process would silently do the work of `workers`: the executor's choice
+        raise ValueError(f"job {job.job_id} has {job.workers} workers: run it through an executor "
+                         f"(bench.executors.execute), which starts its data-parallel workers")
     out = run_phases(job, log, pick_device(job))
     assert out is not None
     return out
@@ -150,7 +158,7 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
     if out["train_images_missing"]:
         log(f"{out['train_images_missing']} train image(s) listed but missing: skipped")
 
-    model_dir, train_file = job.dir / "model", job.dir / "train.json"
+    model_dir, train_file = job.dir / "model", job.dir / files.TRAIN
     cls = captioner_class(job.model)
     if distributed.broadcast("train" in job.phases and train_file.is_file() and model_dir.is_dir()):
         log("trained model found; loading it")

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench import files
 from bench.config import BenchConfig, ConfigError
 from bench.lock import suite_lock
 from bench.plan import Job, plan_suite
@@ -134,8 +135,8 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
                echo) -> None:
     """summary.csv/.md and the report over the whole suite, mirrored to the suite's run."""
     table = write_summary(suite_dir, ordered) if ordered else ""
-    tracker.log_artifact(suite_dir / "summary.md")
-    tracker.log_artifact(suite_dir / "summary.csv")
+    tracker.log_artifact(suite_dir / files.SUMMARY_MD)
+    tracker.log_artifact(suite_dir / files.SUMMARY_CSV)
     if ordered:
         try:
             from bench.report import build_report
@@ -146,7 +147,7 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
             echo(f"report not written: {type(err).__name__}: {err}")
     if table:
         echo("\n" + table)
-        echo(f"wrote {suite_dir / 'summary.csv'} and summary.md ({time.time() - started:.0f}s)")
+        echo(f"wrote {suite_dir / files.SUMMARY_CSV} and {files.SUMMARY_MD} ({time.time() - started:.0f}s)")
 
 
 def track_suite(cfg: BenchConfig, suite_name: str, echo=print) -> dict[str, Any]:
@@ -171,7 +172,7 @@ def track_suite(cfg: BenchConfig, suite_name: str, echo=print) -> dict[str, Any]
                 mirrored += 1
             else:
                 present += 1
-        tracker.log_artifact(suite_dir / "summary.csv")
+        tracker.log_artifact(suite_dir / files.SUMMARY_CSV)
         tracker.finish("FINISHED")
     return {"mirrored": mirrored, "present": present, "missing": missing,
             "problem": getattr(tracker, "broken", None)}

@@ -21,12 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench import files
 from bench.api import stable_hash
 from bench.config import ConfigError, TrackingConfig
 from bench.plan import Job
 
-ARTIFACTS = ("job.json", "result.json", "train.json", "captions.json", "scores.json", "sweep.json",
-             "latency.json", "errprop.json", "diversity.json", "system_metrics.json", "log.txt")
+ARTIFACTS = (files.JOB, files.RESULT, files.TRAIN, files.CAPTIONS, files.SCORES, files.SWEEP,
+             files.LATENCY, files.ERRPROP, files.DIVERSITY, files.SYSTEM_METRICS, files.LOG)
 
 
 class Tracker(Protocol):
@@ -196,8 +197,8 @@ class MlflowTracker:
         run_id = run.info.run_id
         self._log_params(run_id, flatten("", {**job.identity(), "key": job.key, "label": job.label}, {}))
         metrics = self._result_metrics(result)
-        metrics += self._sweep_metrics(job.dir / "sweep.json")
-        metrics += self._system_metrics(job.dir / "system_metrics.json")
+        metrics += self._sweep_metrics(job.dir / files.SWEEP)
+        metrics += self._system_metrics(job.dir / files.SYSTEM_METRICS)
         for i in range(0, len(metrics), 500):
             self.client.log_batch(run_id, metrics=metrics[i: i + 500])
         if result.get("error"):

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.data import check_task, format_check, format_prepare, prepare, resolve_task
+from tasks.checks import check_task, format_check, resolve_task
 from tasks.coco import CocoTask
 from tasks.flickr30k import Flickr30kTask
 from tasks.karpathy import DatasetError
+from tasks.prepare import format_prepare, prepare
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 GARBAGE = b"<html><body>404 Not Found</body></html>"  # what a failed download often leaves behind

@@ -76,6 +76,25 @@ def test_resources_per_worker_are_checked_against_nodes():
         executor.check_resources([replace(job, gpus=3.0, workers=3)], total)
 
 
+def test_runner_imports_no_executor_and_leaves_data_parallel_to_the_executor(tmp_path):
+    import ast
+
+    import bench.runner
+    from bench.executors import execute
+
+    tree = ast.parse(Path(bench.runner.__file__).read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("bench.executors")]  # one way: executors -> runner
+
+    # Run directly, a 2-worker job is refused (one process would silently do both workers' work).
+    job = _job(workers=2, results_dir=str(tmp_path), phases=())
+    result = bench.runner.run_job(job)
+    assert result["status"] == "failed" and "2 workers" in result["error"]
+    # The executor's entry point runs a single-process job in this process.
+    assert execute(_job(model="constant", results_dir=str(tmp_path), phases=()))["status"] == "ok"
+
+
 def _without_key_biases(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The weights with the attention key biases zeroed.
 

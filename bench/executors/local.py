@@ -6,7 +6,7 @@ One job at a time, so a job's latency phase never shares the machine with anothe
 from __future__ import annotations
 
 from bench.config import ExecutorConfig
-from bench.executors import OnResult
+from bench.executors import OnResult, execute
 from bench.plan import Job
 
 
@@ -15,7 +15,5 @@ class LocalExecutor:
         self.config = config or ExecutorConfig(kind="local")
 
     def run(self, jobs: list[Job], on_result: OnResult) -> None:
-        from bench.runner import run_job
-
         for job in jobs:
-            on_result(job, run_job(job))
+            on_result(job, execute(job))

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from bench.config import ConfigError, ExecutorConfig
-from bench.executors import OnResult, failed_result
+from bench.executors import OnResult, execute, failed_result
 from bench.plan import Job
 
 
@@ -39,9 +39,7 @@ def _touch(path: str) -> str:
 
 
 def _run_remote(job: Job) -> dict[str, Any]:
-    from bench.runner import run_job
-
-    return run_job(job)
+    return execute(job)
 
 
 class RayExecutor:

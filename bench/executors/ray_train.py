@@ -1,12 +1,12 @@
 """Data-parallel jobs: Ray Train runs the job's phases in `workers` processes (TorchTrainer).
 
-`run_data_parallel` is what `bench.runner` calls for a job with more than one worker, inside the Ray
-task the Ray executor started for it (or in-process under the local executor, on a local Ray
-instance). It starts a TorchTrainer with one worker per share of the job's resources (one GPU each,
-or CPU-only workers on the gloo backend), and every worker runs `bench.runner.run_phases`: they train
-together (bench/train.py), caption their shards of the eval split and gather them, and rank 0 scores
-the whole split once, measures latency and errprop, and writes the files, `outcome.json` among them,
-which this function hands back to `run_job`.
+`run_data_parallel` is the phase runner `bench.executors.execute` hands to `bench.runner.run_job` for a
+job with more than one worker, inside the Ray task the Ray executor started for it (or in-process under
+the local executor, on a local Ray instance). It starts a TorchTrainer with one worker per share of the
+job's resources (one GPU each, or CPU-only workers on the gloo backend), and every worker runs
+`bench.runner.run_phases`: they train together (bench/train.py), caption their shards of the eval split
+and gather them, and rank 0 scores the whole split once, measures latency and errprop, and writes the
+files, `outcome.json` among them, which this function hands back to `run_job`.
 
 Worker deaths are retried by Ray Train (`FailureConfig(max_failures)`, the executor's `max_retries`):
 the new worker group resumes from the last epoch checkpoint, like a retried single-process job.
@@ -21,10 +21,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from bench import files
 from bench.plan import Job
 from bench.results import read_json, write_json
 
-OUTCOME = "outcome.json"  # rank 0's phase outcome, read back by the calling task
+OUTCOME = files.OUTCOME  # rank 0's phase outcome, read back by the calling task
 
 
 def _forwarded_env() -> dict[str, str]:

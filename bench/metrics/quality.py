@@ -25,6 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+# The views of METRICS the harness shows (in its order unless said), so no other module lists
+# metric names.
+BLEU_METRICS = tuple(m for m in METRICS if m.startswith("BLEU-"))  # n-gram orders 1..4, in order
+JAVA_METRICS = ("METEOR", "SPICE")  # scored by Java subprocesses: the slow ones
+#: The papers' table columns (BLEU-4 alone of the BLEUs); all are "higher is better".
+TABLE_METRICS = tuple(m for m in METRICS if m not in BLEU_METRICS or m == "BLEU-4")
+SUMMARY_METRICS = ("BLEU-1", *TABLE_METRICS)  # summary.csv / summary.md columns
+#: bootstrap_ci's default: the table's metrics but SPICE (its jars are often absent offline).
+INTERVAL_METRICS = tuple(m for m in TABLE_METRICS if m != "SPICE")
+SWEEP_METRICS = tuple(m for m in TABLE_METRICS if m not in JAVA_METRICS)  # per sweep value: fast ones
+#: errprop's quality measures (stats.py resamples both exactly from the texts), its headline first.
+ERRPROP_METRICS = ("CIDEr", "BLEU-4")
 CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
 #: Appended to the JVM's option variables for every Java child; the last of a repeated option wins, so
 #: these beat a user's `-Duser.language=de` and numbers cross the pipe with decimal points.

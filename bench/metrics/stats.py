@@ -43,8 +43,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-DEFAULT_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-BLEU_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4")
+from bench.metrics.quality import BLEU_METRICS, INTERVAL_METRICS
+
+DEFAULT_METRICS = INTERVAL_METRICS
 MAX_N = 4  # n-gram orders of BLEU and CIDEr-D
 SIGMA = 6.0  # CIDEr-D length penalty width
 CIDER_DF = ("distinct", "copies")  # how a resample's duplicate images count in CIDEr-D's df

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench import files
 from bench.api import PROBE_SAMPLING
 from bench.metrics import diversity as dm
 from bench.plan import Job
@@ -36,7 +37,7 @@ DEFAULTS = {"images": 100, "k": 5, "batch_size": 25}
 
 def diversity_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[str, Any]:
     """Sample, measure and write diversity.json; returns the summary that goes into result.json."""
-    path = job.dir / "diversity.json"
+    path = job.dir / files.DIVERSITY
     if path.is_file():
         log("diversity found; not sampling again")
         return summary(read_json(path))

@@ -22,13 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench import files
 from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_TEACHER_FORCING
 from bench.metrics import errprop as ep
+from bench.metrics.quality import ERRPROP_METRICS
 from bench.plan import Job
 from bench.results import read_json, write_json
 from bench.samples import readable
 
-QUALITY = ("CIDEr", "BLEU-4")
+QUALITY = ERRPROP_METRICS
 
 
 def _tok(text: str) -> str:
@@ -55,8 +57,8 @@ def quality_drop(references: dict[str, list[str]], pairs: list[tuple[str, str, s
 def _quality_by_length(job: Job, references: dict[str, list[str]], n_resamples: int) -> list[dict[str, Any]]:
     from bench.metrics.stats import bootstrap_ci
 
-    scores = read_json(job.dir / "scores.json")
-    captions = {c["image_id"]: c["caption"] for c in read_json(job.dir / "captions.json")}
+    scores = read_json(job.dir / files.SCORES)
+    captions = {c["image_id"]: c["caption"] for c in read_json(job.dir / files.CAPTIONS)}
     cider = {i: s["CIDEr"] for i, s in scores["per_image"].items() if i in captions}
     split_cider = "CIDEr-D per image"  # the split-level per-image scores, resampled as a mean
 
@@ -72,14 +74,14 @@ def _quality_by_length(job: Job, references: dict[str, list[str]], n_resamples: 
 
 
 def errprop_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[str, Any]:
-    path = job.dir / "errprop.json"
+    path = job.dir / files.ERRPROP
     if path.is_file():
         log("errprop found; not measuring again")
         return _headline(read_json(path))
     cfg, split = job.errprop, job.eval["split"]
     references = task.references(split)
     report: dict[str, Any] = {"unavailable": {}, "definitions": "bench/metrics/errprop.py"}
-    if (job.dir / "scores.json").is_file() and (job.dir / "captions.json").is_file():
+    if (job.dir / files.SCORES).is_file() and (job.dir / files.CAPTIONS).is_file():
         report["quality_by_length"] = _quality_by_length(job, references, cfg["n_resamples"])
     else:
         report["unavailable"]["quality_by_length"] = "needs the eval phase's captions and scores"

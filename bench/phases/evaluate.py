@@ -11,18 +11,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench import distributed
+from bench import distributed, files
+from bench.metrics.quality import SWEEP_METRICS
 from bench.plan import Job
 from bench.results import read_json, write_json
-
-SWEEP_METRICS = ("BLEU-4", "ROUGE-L", "CIDEr")
 
 
 def eval_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[str, Any]:
     """Caption and score the eval split; the metrics row on rank 0, {} on the other ranks."""
     split = job.eval["split"]
     decoding = {**captioner.default_decoding(), **job.decoding}
-    scores_file = job.dir / "scores.json"
+    scores_file = job.dir / files.SCORES
     samples = task.samples(split)
     references = task.references(split)
     main = distributed.is_main()
@@ -57,7 +56,7 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
     from bench.metrics.quality import score_captions
 
     split = job.eval["split"]
-    write_json(job.dir / "captions.json", [{"image_id": i, "caption": c} for i, c in captions.items()])
+    write_json(job.dir / files.CAPTIONS, [{"image_id": i, "caption": c} for i, c in captions.items()])
     quality = score_captions(captions, references)
     missing = task.missing(split)
     scores = {
@@ -70,7 +69,7 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
     if job.eval.get("bootstrap", 0):
         scores["intervals_pending"] = True
     # The scores are the record: written before the bootstrap, which may take long or fail on its own.
-    write_json(job.dir / "scores.json", scores)
+    write_json(job.dir / files.SCORES, scores)
     log("scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in quality.corpus.items()))
     for metric, reason in quality.unavailable.items():
         log(f"{metric} unavailable: {reason}")
@@ -90,7 +89,7 @@ def _add_intervals(job: Job, scores: dict[str, Any], quality, log: Callable[[str
         scores["intervals_unavailable"] = failed
         for metric, reason in failed.items():
             log(f"no bootstrap interval for {metric}: {reason}")
-    write_json(job.dir / "scores.json", scores)
+    write_json(job.dir / files.SCORES, scores)
 
 
 def _resume_intervals(job: Job, scores: dict[str, Any], references: dict[str, list[str]],
@@ -99,7 +98,7 @@ def _resume_intervals(job: Job, scores: dict[str, Any], references: dict[str, li
     texts, same scores) for the tokenised texts the bootstrap resamples, and add the intervals."""
     from bench.metrics.quality import score_captions
 
-    captions = {c["image_id"]: c["caption"] for c in read_json(job.dir / "captions.json")}
+    captions = {c["image_id"]: c["caption"] for c in read_json(job.dir / files.CAPTIONS)}
     log("scores found without their bootstrap intervals; computing them")
     _add_intervals(job, scores, score_captions(captions, references), log)
     return scores
@@ -135,7 +134,7 @@ def _intervals(quality, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
 def _sweep(job: Job, captioner, samples, references, decoding, log) -> None:
     from bench.metrics.quality import score_captions
 
-    path = job.dir / "sweep.json"
+    path = job.dir / files.SWEEP
     main = distributed.is_main()
     rows = distributed.broadcast(read_json(path) if main and path.is_file() else [])
     done = {(r["knob"], str(r["value"])) for r in rows}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench import files
 from bench.api import PROBE_FORCED_LENGTH
 from bench.plan import Job
 from bench.results import read_json, write_json
@@ -48,7 +49,7 @@ def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
     from bench import samples as images
     from bench.metrics.latency import batch1_latency, environment, latency_sweep, observed_dtypes, throughput
 
-    path = job.dir / "latency.json"
+    path = job.dir / files.LATENCY
     if path.is_file():
         log("latency found; not measuring again")
         return headline(read_json(path))

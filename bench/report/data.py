@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import files
+from bench.metrics.quality import TABLE_METRICS
+
 #: Columns of the main table, in order; all are "higher is better".
-METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+METRICS = TABLE_METRICS
 
 def _read(path: Path) -> Any:
     try:
@@ -38,15 +41,15 @@ class Run:
 
     @classmethod
     def load(cls, job_dir: Path, result: dict[str, Any]) -> Run:
-        worker = _read(job_dir / "worker.json") or {}
+        worker = _read(job_dir / files.WORKER) or {}
         finished = None
         if "started" in worker and "seconds" in result:
             finished = float(worker["started"]) + float(result["seconds"])
-        elif (job_dir / "result.json").is_file():
-            finished = (job_dir / "result.json").stat().st_mtime
-        return cls(result=result, scores=_read(job_dir / "scores.json"), sweep=_read(job_dir / "sweep.json") or [],
-                   latency=_read(job_dir / "latency.json"), errprop=_read(job_dir / "errprop.json"),
-                   finished=finished, job=_read(job_dir / "job.json") or {})
+        elif (job_dir / files.RESULT).is_file():
+            finished = (job_dir / files.RESULT).stat().st_mtime
+        return cls(result=result, scores=_read(job_dir / files.SCORES), sweep=_read(job_dir / files.SWEEP) or [],
+                   latency=_read(job_dir / files.LATENCY), errprop=_read(job_dir / files.ERRPROP),
+                   finished=finished, job=_read(job_dir / files.JOB) or {})
 
     def corpus(self, metric: str) -> float | None:
         """The corpus score (fraction, not x100) of `metric`, or None when not measured."""
