@@ -1,0 +1,53 @@
+"""bench/compare.py without Java: which pairs a suite compares, and Holm over the suite's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.compare import Model, Run, comparison_rows, pairs
+from tests.test_stats import caption_set, rouge_per_image
+
+
+def model(label: str, paradigm: str, trainable: bool, order: int, cider: float = 0.0) -> Model:
+    m = Model("shapes", label, paradigm, trainable, order)
+    m.runs = [Run(f"{label}-0", 0, {}, {}, {"CIDEr": cider}, None)]
+    return m
+
+
+def test_pairs_follow_the_declared_paradigms_and_the_best_reference():
+    models = [model("const", "reference", False, 0, 0.1), model("nn", "reference", False, 1, 0.4),
+              model("diff", "diffusion", True, 2), model("ar1", "autoregressive", True, 3),
+              model("ar2", "autoregressive", True, 4), model("masked", "masked-diffusion", True, 5)]
+    got = [(kind, a.label, b.label) for kind, a, b in pairs(models)]
+    assert got == [("paradigm", "diff", "ar1"), ("paradigm", "diff", "ar2"), ("paradigm", "diff", "masked"),
+                   ("paradigm", "ar1", "masked"), ("paradigm", "ar2", "masked"),
+                   ("reference", "diff", "nn"), ("reference", "ar1", "nn"), ("reference", "ar2", "nn"),
+                   ("reference", "masked", "nn")]
+    # One paradigm and no reference: nothing to compare.
+    assert pairs([model("ar1", "autoregressive", True, 0), model("ar2", "autoregressive", True, 1)]) == []
+
+
+def test_comparisons_are_holm_adjusted_over_the_suite():
+    gts, runs = caption_set(150, (0.1, 0.12, 0.5, 0.52, 0.9), seed=3)
+    metrics = ("BLEU-4", "ROUGE-L", "CIDEr")
+
+    def with_seeds(label, paradigm, trainable, order, seeds):
+        m = Model("shapes", label, paradigm, trainable, order, gts=gts)
+        for n, res in enumerate(seeds):
+            per = rouge_per_image(gts, res)
+            m.runs.append(Run(f"{label}-{n}", n, res, per, {k: 0.5 for k in metrics}, None))
+        return m
+
+    models = [with_seeds("ref", "reference", False, 0, [runs[4]]),
+              with_seeds("good", "diffusion", True, 1, runs[0:2]),
+              with_seeds("bad", "autoregressive", True, 2, runs[2:4])]
+    rows = comparison_rows(models, None, n_resamples=300)
+    assert [(r["model_a"], r["model_b"]) for r in rows[::3]] == [("good", "bad"), ("good", "ref"), ("bad", "ref")]
+    assert [r["metric"] for r in rows[:3]] == list(metrics)
+    k = len(rows)
+    for r in rows:
+        assert r["p"] <= r["p_holm"] <= min(1.0, k * r["p"]) + 1e-12
+        assert r["delta"] > 0 and r["significant"], r  # each A is clearly better than its B
+        assert r["low"] > 0 and r["seeds_a"] == [0, 1]
+    smallest = min(rows, key=lambda r: r["p"])
+    assert smallest["p_holm"] == pytest.approx(k * smallest["p"])
