@@ -51,3 +51,33 @@ def test_comparisons_are_holm_adjusted_over_the_suite():
         assert r["low"] > 0 and r["seeds_a"] == [0, 1]
     smallest = min(rows, key=lambda r: r["p"])
     assert smallest["p_holm"] == pytest.approx(k * smallest["p"])
+
+
+class Recorder:
+    def __init__(self):
+        self.paths = []
+
+    def log_artifact(self, path):
+        self.paths.append(path.name)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_suite_logs_the_comparisons_and_survives_their_failure(tmp_path, monkeypatch, fails):
+    import bench.compare
+    import bench.report
+    from bench import suite
+
+    def compare_suite(suite_dir, results, echo=print):
+        if fails:
+            raise RuntimeError("no java")
+        return [suite_dir / "comparisons.json", suite_dir / "seeds.md"]
+
+    monkeypatch.setattr(bench.compare, "compare_suite", compare_suite)
+    monkeypatch.setattr(bench.report, "build_report", lambda suite_dir, results: [suite_dir / "report.md"])
+    tracker, messages = Recorder(), []
+    result = {"label": "constant", "task": "shapes", "seed": 0, "status": "ok", "metrics": {"CIDEr": 0.5}}
+    suite._summarise(tmp_path, [result], tracker, 0.0, messages.append)
+    expected = ["summary.md", "summary.csv", "report.md"]
+    assert tracker.paths == (expected if fails else [*expected[:2], "comparisons.json", "seeds.md", "report.md"])
+    assert any("paired comparisons not written: RuntimeError: no java" in m for m in messages) == fails
+    assert (tmp_path / "summary.csv").is_file()
