@@ -437,3 +437,17 @@ def test_verdict_table(report):
     assert "\\toprule" in tex and "autoregressive ahead" in tex and "no significant difference" in tex
     report_md = (suite / "report" / f"{TASK}-report.md").read_text()
     assert report_md.index("## Verdict") < report_md.index("## Caption quality")
+
+
+def test_verdict_error_propagation_is_descriptive(tmp_path):
+    suite, results = make_suite(tmp_path)
+    rates = {"ladic-mini": 0.02, "vit-gpt2-mini": 0.05}
+    for r in results:
+        if r["label"] in rates:
+            r["metrics"]["repetition_rate"] = rates[r["label"]]
+            (suite / r["job_id"] / "result.json").write_text(json.dumps(r))
+    build_report(suite, results, formats=["csv"], commit="0", figures=False)
+    rows = list(csv.DictReader(io.StringIO((suite / "report" / f"{TASK}-verdict.csv").read_text())))
+    row = next(r for r in rows if r["axis"] == "error propagation: repetition rate (raw output)")
+    assert row["A"] == "diffusion: ladic-mini 0.02" and row["B"] == "autoregressive: vit-gpt2-mini 0.05"
+    assert row["A - B"] == "-0.03" and row["p (Holm)"] == "–" and row["verdict"].startswith("not tested")
