@@ -77,7 +77,7 @@ def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _trainable(model: str, result: dict[str, Any]) -> bool:
+def declared_trainable(model: str, result: dict[str, Any]) -> bool:
     """What the captioner declares; a name no longer registered falls back to whether it trained."""
     from bench.registry import captioner_class
 
@@ -116,7 +116,7 @@ def load_models(suite_dir: Path, results: Sequence[dict[str, Any]], jar=None,
     models = []
     for (task, label), members in groups.items():
         first = members[0]
-        model = Model(task, label, str(first.get("paradigm", "")), _trainable(str(first.get("model")), first),
+        model = Model(task, label, str(first.get("paradigm", "")), declared_trainable(str(first.get("model")), first),
                       min(int(r.get("order", 0)) for r in members))
         for r in members:
             job_dir = suite_dir / str(r["job_id"])

@@ -43,11 +43,11 @@ class VerdictRow:
 
 def _learned(entries: list[Entry]) -> dict[str, list[Entry]]:
     """Learned entries by declared paradigm, in suite order (the first paradigm is side A)."""
-    from bench.compare import _trainable  # the same rule as the comparisons use
+    from bench.compare import declared_trainable  # the rule the comparisons use
 
     groups: dict[str, list[Entry]] = {}
     for e in sorted(entries, key=lambda e: e.order):
-        if _trainable(e.model, e.runs[0].result):
+        if declared_trainable(e.model, e.runs[0].result):
             groups.setdefault(e.paradigm, []).append(e)
     return groups
 
