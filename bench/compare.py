@@ -10,7 +10,9 @@ Run by `bench run` after its jobs and by `bench report`, from the result files o
     (`trainable` in their declaration); paradigms are the labels the models declare, ordered by the
     suite (the paradigm of the suite's first learned model is side A);
   * every learned model against the best trivial reference (the non-trainable model with the highest
-    mean CIDEr on the task).
+    mean CIDEr on the task);
+  * between learned models of different paradigms also diversity (Div-1, Div-2, mBLEU-4, Self-CIDEr of
+    the k captions sampled per image by the model's own sampling method), when diversity.json exists.
 
 Corpus metrics need the PTB-tokenised captions and references, which scores.json does not keep: they
 are tokenised again here from captions.json and the task's references, with METEOR's per-image
@@ -32,6 +34,9 @@ from bench.results import read_json, to_csv, to_markdown, write_atomic, write_js
 
 METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
 PRIMARY = "CIDEr"  # ranks the trivial references
+#: Per-image diversity measures of diversity.json compared between learned models, and whether higher
+#: means more diverse (bench/metrics/diversity.py: mBLEU-4 is lower for more diverse captions).
+DIVERSITY = {"div1": True, "div2": True, "mbleu4": False, "self_cider": True}
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -51,6 +56,7 @@ class Run:
     per_image: dict[str, dict[str, float]]
     corpus: dict[str, float]
     meteor: dict[str, list[float]] | None
+    diversity: dict[str, dict[str, float]] | None = None  # per image, the model's own sampling method
 
 
 @dataclass
@@ -150,7 +156,7 @@ def _fill(suite_dir: Path, pending: list, references: dict, jar, log: Callable[[
         path = suite_dir / str(result["job_id"]) / CACHE
         cached = read_json(path) if path.is_file() else {}
         run = Run(str(result["job_id"]), int(result.get("seed", 0)), {}, scores.get("per_image", {}),
-                  scores.get("corpus", {}), None)
+                  scores.get("corpus", {}), None, _diversity(suite_dir / str(result["job_id"])))
         if cached.get("version") == CACHE_VERSION and cached.get("source") == source:
             run.res, run.meteor = cached["res"], cached.get("meteor")
         else:
@@ -168,6 +174,14 @@ def _fill(suite_dir: Path, pending: list, references: dict, jar, log: Callable[[
                                   "meteor": run.meteor})
     for model, run in runs:
         _check_consistent(model, run)
+
+
+def _diversity(job_dir: Path) -> dict[str, dict[str, float]] | None:
+    """Per-image diversity of the first sampling method the model declares (diversity.json), if any."""
+    path = job_dir / "diversity.json"
+    report = read_json(path) if path.is_file() else {}
+    methods = [m for m in report.get("sampling_methods", []) if m in report.get("methods", {})]
+    return report["methods"][methods[0]].get("per_image") if methods else None
 
 
 def _meteor_jar():
@@ -236,8 +250,27 @@ def pairs(models: Sequence[Model]) -> list[tuple[str, Model, Model]]:
     return out
 
 
+def diversity_tests(a: Model, b: Model, n_resamples: int) -> dict[str, Any]:
+    """Paired two-level tests of per-image diversity (seeds, then the images both sampled), or {}."""
+    from bench.metrics.stats import seed_paired_test
+
+    if any(r.diversity is None for r in (*a.runs, *b.runs)):
+        return {}
+    ids = sorted(set.intersection(*(set(r.diversity) for r in (*a.runs, *b.runs))))
+    metrics = [m for m in DIVERSITY if ids and all(m in r.diversity[ids[0]] for r in (*a.runs, *b.runs))]
+    if not metrics:
+        return {}
+    # Per-image means need no texts: placeholders satisfy the shared checks.
+    blank = {i: ["-"] for i in ids}
+    tests = seed_paired_test(blank, [blank] * len(a.runs), [blank] * len(b.runs), metrics,
+                             ([{i: r.diversity[i] for i in ids} for r in a.runs],
+                              [{i: r.diversity[i] for i in ids} for r in b.runs]),
+                             n_resamples=n_resamples, confidence=CONFIDENCE)
+    return {f"diversity {m}": t for m, t in tests.items()}
+
+
 def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_RESAMPLES) -> list[dict[str, Any]]:
-    """Every paired test of the suite, Holm-adjusted together."""
+    """Every paired test of the suite (quality; diversity between learned models), Holm-adjusted together."""
     from bench.metrics.stats import holm, seed_paired_test
 
     rows = []
@@ -248,9 +281,12 @@ def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_
             (ra, pa, ma), (rb, pb, mb) = _inputs(a, ids), _inputs(b, ids)
             tests = seed_paired_test({i: a.gts[i] for i in ids}, ra, rb, metrics, (pa, pb), (ma, mb),
                                      n_resamples=n_resamples, confidence=CONFIDENCE, meteor_score=meteor_score)
+            if kind == "paradigm":
+                tests.update(diversity_tests(a, b, n_resamples))
             for metric, t in tests.items():
                 rows.append({"task": task, "kind": kind, "model_a": a.label, "paradigm_a": a.paradigm,
                              "model_b": b.label, "paradigm_b": b.paradigm, "metric": metric,
+                             "higher_is_better": DIVERSITY.get(metric.removeprefix("diversity "), True),
                              "score_a": t.score_a, "score_b": t.score_b, "delta": t.delta, "low": t.low,
                              "high": t.high, "p": t.p_value, "seeds_a": a.seeds, "seeds_b": b.seeds,
                              "images": t.n_images})
@@ -263,7 +299,9 @@ def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_
 def verdict_text(row: dict[str, Any]) -> str:
     if not row["significant"]:
         return "no significant difference"
-    return f"{row['model_a'] if row['delta'] > 0 else row['model_b']} better"
+    a_ahead = (row["delta"] > 0) == row.get("higher_is_better", True)
+    word = "more diverse" if row["metric"].startswith("diversity") else "better"
+    return f"{row['model_a'] if a_ahead else row['model_b']} {word}"
 
 
 def _pct(x: float) -> float:

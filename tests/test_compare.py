@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.compare import Model, Run, comparison_rows, pairs
+from bench.compare import Model, Run, comparison_rows, diversity_tests, pairs, verdict_text
 from tests.test_stats import caption_set, rouge_per_image
 
 
@@ -81,3 +81,27 @@ def test_the_suite_logs_the_comparisons_and_survives_their_failure(tmp_path, mon
     assert tracker.paths == (expected if fails else [*expected[:2], "comparisons.json", "seeds.md", "report.md"])
     assert any("paired comparisons not written: RuntimeError: no java" in m for m in messages) == fails
     assert (tmp_path / "summary.csv").is_file()
+
+
+def test_diversity_is_compared_per_image_across_seeds():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ids = [f"im{k}" for k in range(80)]
+
+    def sampled(label, paradigm, div2, mbleu4):
+        m = model(label, paradigm, True, 0)
+        m.runs = [Run(f"{label}-{s}", s, {}, {}, {}, None,
+                      {i: {"div2": div2 + rng.normal(0, 0.05), "mbleu4": mbleu4 + rng.normal(0, 0.05)} for i in ids})
+                  for s in (0, 1)]
+        return m
+
+    diverse, plain = sampled("d", "diffusion", 0.8, 0.2), sampled("a", "autoregressive", 0.5, 0.6)
+    tests = diversity_tests(diverse, plain, n_resamples=300)
+    assert set(tests) == {"diversity div2", "diversity mbleu4"}
+    assert tests["diversity div2"].delta > 0 and tests["diversity mbleu4"].delta < 0
+    assert all(t.p_value < 0.01 and t.n_seeds == (2, 2) for t in tests.values())
+    row = {"metric": "diversity mbleu4", "delta": tests["diversity mbleu4"].delta, "higher_is_better": False,
+           "significant": True, "model_a": "d", "model_b": "a"}
+    assert verdict_text(row) == "d more diverse"
+    assert diversity_tests(diverse, model("r", "reference", False, 0), 10) == {}  # no samples: no test

@@ -203,6 +203,9 @@ def _write_aggregates(suite: Path, results: list[dict]) -> None:
               "model_b": "vit-gpt2-mini", "paradigm_b": "autoregressive", "metric": m, "score_a": 0.3,
               "score_b": 0.3 - d, "delta": d, "low": lo, "high": hi, "p": p, "p_holm": ph,
               "significant": ph <= 0.05} for m, (d, lo, hi, p, ph) in TESTS.items()]
+    # mBLEU-4 is lower for more diverse captions: A higher by 0.1 means B is more diverse.
+    tests.append({**tests[-1], "metric": "diversity mbleu4", "higher_is_better": False, "score_a": 0.6,
+                  "score_b": 0.5, "delta": 0.1, "low": 0.05, "high": 0.15, "p": 0.001, "p_holm": 0.005})
     (suite / "comparisons.json").write_text(json.dumps({"method": "paired two-level bootstrap",
                                                         "n_resamples": 1000, "tests": tests}))
 
@@ -428,6 +431,8 @@ def test_verdict_table(report):
     assert (cider["A - B"], cider["95% interval"], cider["p (Holm)"]) == ("-17.9", "[-25.0, -10.0]", "0.004")
     assert cider["verdict"] == "autoregressive ahead"
     assert by_axis["METEOR"]["verdict"] == "no significant difference"
+    diversity = by_axis["diversity: mBLEU-4 (lower: more diverse)"]
+    assert (diversity["A - B"], diversity["verdict"]) == ("+0.100", "autoregressive more diverse")
     latency = next(r for a, r in by_axis.items() if a.startswith("latency at CIDEr"))
     # Common level: ladic-mini's best CIDEr (115.2 at its default); vit-gpt2-mini reaches it at 1 beam.
     assert latency["axis"] == "latency at CIDEr >= 115.2 (batch 1)"

@@ -10,9 +10,11 @@ each paradigm on that axis (a paper compares the best of each family). Axes:
   CIDEr that every compared model reaches somewhere on its steps / beams sweep (or at its default
   decoding when it swept nothing); the lowest latency among a model's settings that reach it, mean over
   seeds. Reported as the ratio A / B; timings are not resampled, so there is no interval or p-value.
-- error propagation and diversity: the headline numbers the errprop phase records (lower is better:
-  words changed after an injected error, repetition rate) and diversity.json's numbers when a run has
-  one, mean over seeds, difference only: no per-image record to test, so no verdict is claimed.
+- diversity (when the models sampled): the paired tests of per-image Div-1, Div-2, mBLEU-4 and
+  Self-CIDEr from comparisons.json, as for quality; "more diverse" instead of "ahead".
+- error propagation: the headline numbers the errprop phase records (lower is better: words changed
+  after an injected error, repetition rate), mean over seeds, difference only: no per-image record to
+  test, so no verdict is claimed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ ALPHA = 0.05
 ERRPROP = {"injection_mean_changed": "error propagation: words changed after an injected error",
            "repetition_rate": "error propagation: repetition rate (raw output)"}
 NO_TEST = "not tested"
+DIVERSITY_NAMES = {"div1": "Div-1 (higher: more diverse)", "div2": "Div-2 (higher: more diverse)",
+                   "mbleu4": "mBLEU-4 (lower: more diverse)", "self_cider": "Self-CIDEr (higher: more diverse)"}
 
 
 @dataclass
@@ -60,23 +64,37 @@ def _p(p: float) -> str:
     return f"{p:.3g}" if p >= 0.001 else f"{p:.1e}"
 
 
+def _axis(metric: str) -> str:
+    if metric.startswith("diversity "):
+        return f"diversity: {DIVERSITY_NAMES.get(metric.removeprefix('diversity '), metric)}"
+    return metric
+
+
 def quality_rows(tests: list[dict[str, Any]], groups: dict[str, list[Entry]], task: str) -> list[VerdictRow]:
+    """Tested axes (quality metrics, then diversity) from comparisons.json's paradigm tests."""
     rows = []
     paradigms = list(groups)
     mine = [t for t in tests if t.get("task") == task and t.get("kind") == "paradigm"]
-    for metric in METRICS:
+    metrics = [m for m in METRICS if any(t["metric"] == m for t in mine)]
+    metrics += [m for m in dict.fromkeys(t["metric"] for t in mine) if m not in metrics]
+    for metric in metrics:
         for n, pa in enumerate(paradigms):
             for pb in paradigms[n + 1:]:
                 found = [t for t in mine if t["metric"] == metric and t["paradigm_a"] == pa and t["paradigm_b"] == pb]
                 if not found:
                     continue
-                best_a = max(found, key=lambda t: t["score_a"])["model_a"]
-                best_b = max(found, key=lambda t: t["score_b"])["model_b"]
+                sign = 1 if found[0].get("higher_is_better", True) else -1
+                best_a = max(found, key=lambda t: sign * t["score_a"])["model_a"]
+                best_b = max(found, key=lambda t: sign * t["score_b"])["model_b"]
                 t = next(t for t in found if t["model_a"] == best_a and t["model_b"] == best_b)
-                significant = t["p_holm"] <= ALPHA
-                ahead = (pa if t["delta"] > 0 else pb) + " ahead" if significant else "no significant difference"
-                rows.append(VerdictRow(metric, _side(pa, best_a), _side(pb, best_b), f"{100 * t['delta']:+.1f}",
-                                       f"[{100 * t['low']:+.1f}, {100 * t['high']:+.1f}]", _p(t["p_holm"]), ahead))
+                word = " more diverse" if metric.startswith("diversity ") else " ahead"
+                verdict = ((pa if sign * t["delta"] > 0 else pb) + word if t["p_holm"] <= ALPHA
+                           else "no significant difference")
+                scale, digits = (1, 3) if metric.startswith("diversity ") else (100, 1)
+                rows.append(VerdictRow(_axis(metric), _side(pa, best_a), _side(pb, best_b),
+                                       f"{scale * t['delta']:+.{digits}f}",
+                                       f"[{scale * t['low']:+.{digits}f}, {scale * t['high']:+.{digits}f}]",
+                                       _p(t["p_holm"]), verdict))
     return rows
 
 
@@ -120,22 +138,11 @@ def latency_row(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
 
 
 def _headline(e: Entry, key: str) -> float | None:
-    """Mean over seeds of a result.json metric or a diversity.json headline number (None if a seed lacks it)."""
-    values = []
-    for run in e.runs:
-        value = run.result.get("metrics", {}).get(key)
-        if value is None:
-            value = _diversity_head(run).get(key)
-        if not isinstance(value, int | float):
-            return None
-        values.append(float(value))
-    return statistics.fmean(values)
-
-
-def _diversity_head(run) -> dict[str, Any]:
-    data = run.diversity if isinstance(run.diversity, dict) else {}
-    head = data.get("headline", data)
-    return head if isinstance(head, dict) else {}
+    """Mean over seeds of a result.json metric (None when a seed lacks it)."""
+    values = [run.result.get("metrics", {}).get(key) for run in e.runs]
+    if not all(isinstance(v, int | float) for v in values):
+        return None
+    return statistics.fmean(float(v) for v in values)
 
 
 def descriptive_rows(groups: dict[str, list[Entry]], keys: dict[str, str], lower_better: bool) -> list[VerdictRow]:
@@ -156,24 +163,14 @@ def descriptive_rows(groups: dict[str, list[Entry]], keys: dict[str, str], lower
     return rows
 
 
-def diversity_keys(entries: list[Entry]) -> dict[str, str]:
-    """Numeric headline entries of the runs' diversity.json (the diversity phase writes it), if any."""
-    keys: dict[str, str] = {}
-    for e in entries:
-        for run in e.runs:
-            keys.update({k: f"diversity: {k}" for k, v in _diversity_head(run).items() if isinstance(v, int | float)})
-    return keys
-
-
 def verdict_rows(entries: list[Entry], comparisons: dict[str, Any] | None, task: str) -> list[VerdictRow]:
-    """Every axis of one task, in the order quality, latency, error propagation, diversity."""
+    """Every axis of one task, in the order quality, diversity, latency, error propagation."""
     groups = _learned([e for e in entries if e.task == task])
     if len(groups) < 2:
         return []
     rows = quality_rows((comparisons or {}).get("tests", []), groups, task)
     rows += latency_row(groups)
     rows += descriptive_rows(groups, ERRPROP, lower_better=True)
-    rows += descriptive_rows(groups, diversity_keys(entries), lower_better=False)
     return rows
 
 
@@ -183,7 +180,7 @@ def verdict_note(comparisons: dict[str, Any] | None) -> str:
     return (f"Each side: the best learned model of that paradigm on the axis. Quality: A - B x100, 95% interval "
             f"and p from the {method}" + (f" ({n} resamples)" if n else "") + f"; significant at {ALPHA}. Latency "
             "at equal quality: lowest batch-1 latency reaching the highest CIDEr every model reaches on its "
-            "sweep. Error propagation and diversity: means over seeds, descriptive only.")
+            "sweep. Diversity: A - B of the per-image measure. Error propagation: means over seeds, descriptive only.")
 
 
 # ---------------------------------------------------------------- renderers
