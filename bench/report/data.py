@@ -34,7 +34,6 @@ class Run:
     sweep: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, Any] | None = None
     errprop: dict[str, Any] | None = None
-    diversity: dict[str, Any] | None = None
     finished: float | None = None  # POSIX time the job ended (from its own files, never the clock)
     job: dict[str, Any] = field(default_factory=dict)  # job.json: the job's settings and weights
 
@@ -48,7 +47,6 @@ class Run:
             finished = (job_dir / "result.json").stat().st_mtime
         return cls(result=result, scores=_read(job_dir / "scores.json"), sweep=_read(job_dir / "sweep.json") or [],
                    latency=_read(job_dir / "latency.json"), errprop=_read(job_dir / "errprop.json"),
-                   diversity=_read(job_dir / "diversity.json"),
                    finished=finished, job=_read(job_dir / "job.json") or {})
 
     def corpus(self, metric: str) -> float | None:
