@@ -41,7 +41,8 @@ N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 ALPHA = 0.05
 CACHE = "tokenized.json"
-CACHE_VERSION = 1
+USABLE = ("ok", "partial")  # statuses whose scores stand (partial: a phase after eval failed)
+CACHE_VERSION = 2  # 2: texts reduced to one line first (bench/metrics/ptb.py)
 PAIRED_METHOD = ("paired two-level bootstrap (each model's training seeds, then the same test images; corpus "
                  "metrics recomputed per resample), two-sided p, Holm-adjusted over the suite's tests")
 
@@ -93,16 +94,15 @@ def declared_trainable(model: str, result: dict[str, Any]) -> bool:
         return float(result.get("train_seconds") or 0.0) > 0
 
 
-def _tokenise(texts: dict[str, list[str]]) -> dict[str, list[str]]:
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
+def _tokenise(texts: dict[str, list[str]], what: str) -> dict[str, list[str]]:
+    """PTB tokens exactly as the eval phase scored them (bench/metrics/ptb.py, English JVM locale)."""
+    from bench.metrics.ptb import tokenize
     from bench.metrics.quality import english_jvm
 
     if not texts:
         return {}
     with english_jvm():
-        out = PTBTokenizer().tokenize({k: [{"caption": t} for t in v] for k, v in texts.items()})
-    return {k: out[k] for k in texts}
+        return tokenize(texts, what)
 
 
 def load_models(suite_dir: Path, results: Sequence[dict[str, Any]], jar=None,
@@ -115,7 +115,7 @@ def load_models(suite_dir: Path, results: Sequence[dict[str, Any]], jar=None,
 
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in sorted(results, key=lambda r: (int(r.get("order", 0)), int(r.get("seed", 0)))):
-        if r.get("status") == "ok" and (suite_dir / str(r.get("job_id")) / "scores.json").is_file():
+        if r.get("status") in USABLE and (suite_dir / str(r.get("job_id")) / "scores.json").is_file():
             groups.setdefault((str(r["task"]), str(r["label"])), []).append(r)
     references: dict[tuple[str, str], tuple[dict, dict]] = {}  # (task, split) -> (raw, tokenised)
     pending: list[tuple[Model, dict[str, Any], dict[str, Any], dict[str, str], tuple[str, str]]] = []
@@ -147,7 +147,7 @@ def _fill(suite_dir: Path, pending: list, references: dict, jar, log: Callable[[
         if lacking:
             raise ValueError(f"task {key[0]} {key[1]}: {len(lacking)} captioned image(s) have no references, "
                              f"e.g. {lacking[:3]}")
-        references[key] = (raw, _tokenise({i: raw[i] for i in ids}))
+        references[key] = (raw, _tokenise({i: raw[i] for i in ids}, "reference"))
     todo, runs = [], []
     for model, result, scores, captions, key in pending:
         raw, gts = references[key]
@@ -165,7 +165,8 @@ def _fill(suite_dir: Path, pending: list, references: dict, jar, log: Callable[[
         runs.append((model, run))
     if todo:
         log(f"compare: tokenising the captions of {len(todo)} job(s)")
-        tokens = _tokenise({f"{n}\t{i}": [c] for n, (_, caps, *_rest) in enumerate(todo) for i, c in caps.items()})
+        tokens = _tokenise({f"{n}\t{i}": [c] for n, (_, caps, *_rest) in enumerate(todo) for i, c in caps.items()},
+                           "caption")
         for n, (run, captions, key, source, path) in enumerate(todo):
             run.res = {i: tokens[f"{n}\t{i}"] for i in captions}
             run.meteor = jar.stats(references[key][1], run.res) if jar is not None else None
