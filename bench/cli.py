@@ -157,6 +157,12 @@ def cmd_report(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     write_summary(suite_dir, results)
+    try:
+        from bench.compare import compare_suite
+
+        compare_suite(suite_dir, results)
+    except Exception as err:  # noqa: BLE001 - the tables can still be made from the result files
+        print(f"warning: paired comparisons not written: {type(err).__name__}: {err}", file=sys.stderr)
     from bench.report import build_report, main_table_markdown
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]

@@ -21,7 +21,10 @@ DIVERSITY = "diversity.json"
 SYSTEM_METRICS = "system_metrics.json"  # CPU, memory and GPU samples while the job ran
 LOG = "log.txt"
 OUTCOME = "outcome.json"  # a data-parallel job's rank-0 outcome, read back by the calling task
+TOKENIZED = "tokenized.json"  # PTB-tokenised captions and references, cached for the paired tests
 
 # -- a suite's folder -----------------------------------------------------------------------------
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
+SEEDS = "seeds.json"  # per model: mean, standard deviation and two-level interval over seeds
+COMPARISONS = "comparisons.json"  # the paired tests of the suite, Holm-corrected

@@ -138,6 +138,13 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
     tracker.log_artifact(suite_dir / files.SUMMARY_MD)
     tracker.log_artifact(suite_dir / files.SUMMARY_CSV)
     if ordered:
+        try:  # after the jobs: seeds' mean and spread, paired comparisons (bench/compare.py)
+            from bench.compare import compare_suite
+
+            for path in compare_suite(suite_dir, ordered, echo=echo):
+                tracker.log_artifact(path)
+        except Exception as err:  # noqa: BLE001 - a comparison failure must not cost the results
+            echo(f"warning: paired comparisons not written: {type(err).__name__}: {err}")
         try:
             from bench.report import build_report
 

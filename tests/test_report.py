@@ -171,7 +171,43 @@ def make_suite(root: Path) -> tuple[Path, list[dict]]:
         "latency.json": _latency({}, 0.002, {}),
     }))
     results.append(_job(suite, "broken", "constant", "", 0, 3, 0, {}, status="failed"))
+    _write_aggregates(suite, results)
     return suite, results
+
+
+#: Fixed paired tests of ladic-mini (A) against vit-gpt2-mini (B) as bench/compare.py writes them:
+#: metric -> (delta, low, high, p, Holm-adjusted p).
+TESTS = {"BLEU-4": (-0.048, -0.07, -0.03, 0.001, 0.004), "METEOR": (-0.007, -0.02, 0.006, 0.3, 0.6),
+         "ROUGE-L": (-0.022, -0.04, -0.004, 0.02, 0.04), "CIDEr": (-0.179, -0.25, -0.10, 0.001, 0.004)}
+
+
+def _write_aggregates(suite: Path, results: list[dict]) -> None:
+    """seeds.json and comparisons.json as bench/compare.py writes them (fixed numbers)."""
+    models: dict[str, list[dict]] = {}
+    for r in results:
+        if r["status"] == "ok":
+            models.setdefault(r["label"], []).append(r)
+    rows = []
+    for label, runs in models.items():
+        corpora = [json.loads((suite / r["job_id"] / "scores.json").read_text())["corpus"] for r in runs]
+        metrics = {}
+        for m in corpora[0]:
+            values = [c[m] for c in corpora]
+            mean = sum(values) / len(values)
+            metrics[m] = {"mean": mean, "sd": 0.003 if len(values) > 1 else 0.0, "low": mean - 0.031,
+                          "high": mean + 0.029, "per_seed": values}
+        rows.append({"task": TASK, "model": label, "paradigm": runs[0]["paradigm"], "learned": True,
+                     "seeds": [r["seed"] for r in runs], "images": 100, "metrics": metrics})
+    (suite / "seeds.json").write_text(json.dumps({"method": "two-level", "models": rows}))
+    tests = [{"task": TASK, "kind": "paradigm", "model_a": "ladic-mini", "paradigm_a": "diffusion",
+              "model_b": "vit-gpt2-mini", "paradigm_b": "autoregressive", "metric": m, "score_a": 0.3,
+              "score_b": 0.3 - d, "delta": d, "low": lo, "high": hi, "p": p, "p_holm": ph,
+              "significant": ph <= 0.05} for m, (d, lo, hi, p, ph) in TESTS.items()]
+    # mBLEU-4 is lower for more diverse captions: A higher by 0.1 means B is more diverse.
+    tests.append({**tests[-1], "metric": "diversity mbleu4", "higher_is_better": False, "score_a": 0.6,
+                  "score_b": 0.5, "delta": 0.1, "low": 0.05, "high": 0.15, "p": 0.001, "p_holm": 0.005})
+    (suite / "comparisons.json").write_text(json.dumps({"method": "paired two-level bootstrap",
+                                                        "n_resamples": 1000, "tests": tests}))
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +279,7 @@ def test_latex_main_table_well_formed(report):
     assert not any("\\textbf" in c for c in ladic[4:] + nn[4:])
     assert not any("\\textbf" in row for row in reported)
     assert "broken seed 0" in tex and "0123456789ab" in tex and "2025-10-09" in tex
-    assert "Mean over seeds for vit-gpt2-mini (2 seeds)" in tex
+    assert "Mean over training seeds for vit-gpt2-mini (2)" in tex and "two-level" in tex
 
 
 def test_markdown_and_csv(report):
@@ -368,3 +404,55 @@ def test_figures_legible_with_a_networkless_reference(tmp_path):
         assert any(abs(line.get_ydata()[0] - 45.0) < 1e-9 for line in ax.get_lines() if len(line.get_ydata()))
         assert ax.get_xlabel() == "latency (ms / image, batch 1)"
         assert drawn["quality_vs_num_beams"].axes[0].get_xlabel() == "beam size"  # the declared label
+
+
+def test_intervals_are_the_two_level_ones_of_seeds_json(report, tmp_path):
+    suite, _ = report
+    md = (suite / "report" / f"{TASK}-main.md").read_text()
+    # vit-gpt2-mini's CIDEr: mean 133.1 of its two seeds, seeds.json bounds mean - 3.1, mean + 2.9.
+    assert "**133.1** [130.0, 136.0]" in md
+    # Without seeds.json a multi-seed row gets no interval (never the mean of per-seed bounds).
+    bare, results = make_suite(tmp_path)
+    (bare / "seeds.json").unlink()
+    build_report(bare, results, formats=["md"], commit="0", figures=False)
+    md = (bare / "report" / f"{TASK}-main.md").read_text()
+    vit = next(line for line in md.splitlines() if line.startswith("| vit-gpt2-mini"))
+    assert "[" not in vit and "115.2 [" in md  # one seed: the eval phase's image interval
+    assert "No interval for vit-gpt2-mini" in md
+
+
+def test_verdict_table(report):
+    suite, paths = report
+    assert {f"{TASK}-verdict.{ext}" for ext in ("md", "tex", "csv")} <= {p.name for p in paths}
+    rows = list(csv.DictReader(io.StringIO((suite / "report" / f"{TASK}-verdict.csv").read_text())))
+    by_axis = {r["axis"]: r for r in rows if not r["axis"].startswith("#")}
+    cider = by_axis["CIDEr"]
+    assert cider["A"] == "diffusion: ladic-mini" and cider["B"] == "autoregressive: vit-gpt2-mini"
+    assert (cider["A - B"], cider["95% interval"], cider["p (Holm)"]) == ("-17.9", "[-25.0, -10.0]", "0.004")
+    assert cider["verdict"] == "autoregressive ahead"
+    assert by_axis["METEOR"]["verdict"] == "no significant difference"
+    diversity = by_axis["diversity: mBLEU-4 (lower: more diverse)"]
+    assert (diversity["A - B"], diversity["verdict"]) == ("+0.100", "autoregressive more diverse")
+    latency = next(r for a, r in by_axis.items() if a.startswith("latency at CIDEr"))
+    # Common level: ladic-mini's best CIDEr (115.2 at its default); vit-gpt2-mini reaches it at 1 beam.
+    assert latency["axis"] == "latency at CIDEr >= 115.2 (batch 1)"
+    assert "not tested" in latency["verdict"]
+    assert "error propagation: repetition rate (raw output)" not in by_axis  # not in result.json metrics
+    tex = (suite / "report" / f"{TASK}-verdict.tex").read_text()
+    assert "\\toprule" in tex and "autoregressive ahead" in tex and "no significant difference" in tex
+    report_md = (suite / "report" / f"{TASK}-report.md").read_text()
+    assert report_md.index("## Verdict") < report_md.index("## Caption quality")
+
+
+def test_verdict_error_propagation_is_descriptive(tmp_path):
+    suite, results = make_suite(tmp_path)
+    rates = {"ladic-mini": 0.02, "vit-gpt2-mini": 0.05}
+    for r in results:
+        if r["label"] in rates:
+            r["metrics"]["repetition_rate"] = rates[r["label"]]
+            (suite / r["job_id"] / "result.json").write_text(json.dumps(r))
+    build_report(suite, results, formats=["csv"], commit="0", figures=False)
+    rows = list(csv.DictReader(io.StringIO((suite / "report" / f"{TASK}-verdict.csv").read_text())))
+    row = next(r for r in rows if r["axis"] == "error propagation: repetition rate (raw output)")
+    assert row["A"] == "diffusion: ladic-mini 0.02" and row["B"] == "autoregressive: vit-gpt2-mini 0.05"
+    assert row["A - B"] == "-0.03" and row["p (Holm)"] == "–" and row["verdict"].startswith("not tested")

@@ -1,60 +1,65 @@
 """Bootstrap confidence intervals and paired significance tests for corpus caption metrics.
 
 Everything works from PTB-tokenised texts (pycocoevalcap's shapes: `gts` image_id -> list of reference
-strings, `res` image_id -> [caption]), so no Java runs per resample. A resample draws n images with
-replacement and recomputes each corpus score the way pycocoevalcap computes it on a whole set:
+strings, `res` image_id -> [caption]). A resample draws n images with replacement and recomputes each
+corpus score the way pycocoevalcap computes it on a whole set (bench/metrics/corpus.py):
 
-- BLEU-1..4 is corpus-level: clipped n-gram matches, n-gram counts and lengths (closest reference length
-  per image) are summed over the images, then the geometric mean and brevity penalty are taken. Each image
-  keeps these sufficient statistics, so a resample is a weighted sum; on all images it reproduces
-  pycocoevalcap's `Bleu(4)` exactly.
-- CIDEr-D (n=4, sigma=6) is re-implemented here because its idf depends on the set scored, so document
-  frequencies and log(N) are recomputed for each resample. How duplicate draws count (`cider_df`):
-  "distinct" (default): df and N come from the distinct images drawn, and each image's score counts as
-  often as it was drawn, i.e. the multiplicity-weighted mean of what pycocoevalcap's `Cider` gives on the
-  set of distinct drawn images. "copies": every drawn copy is a separate document, exactly `Cider` on the
-  resampled set with duplicates under distinct keys. Copies make the rare n-grams of a duplicated image
-  look common (df 2 or 3 instead of 1), an artefact of resampling that real test sets of distinct images
+- BLEU-1..4 is corpus-level: clipped n-gram matches, n-gram counts and lengths are summed over the
+  images, then the geometric mean and brevity penalty are taken; a resample is a weighted sum of each
+  image's sufficient statistics (on all images: pycocoevalcap's `Bleu(4)` exactly).
+- CIDEr-D: its idf depends on the set scored, so document frequencies and log(N) are recomputed for each
+  resample. How duplicate draws count (`cider_df`): "distinct" (default): df and N come from the distinct
+  images drawn, and each image's score counts as often as it was drawn. "copies": every drawn copy is a
+  separate document, exactly `Cider` on the resampled set with duplicates under distinct keys. Copies
+  make the rare n-grams of a duplicated image look common, an artefact of resampling that real test sets
   never show: on 5,000 COCO-like images it pulls the bootstrap mean 1.6 standard deviations below the
-  point estimate (500 images: 1.3), so a percentile interval barely holds the point, while "distinct" is
-  unbiased to within 0.1 sd with the same spread (the same spread as resampling per-image scores with
-  the full-set df, too: df variability adds little).
-- ROUGE-L and SPICE corpus scores are means of per-image scores, passed in as `per_image`.
-- METEOR: pycocoevalcap's corpus METEOR is the Java tool's aggregate over summed alignment statistics,
-  which is not the mean of per-image scores (on the shapes task 0.293 vs 0.325). Per-image statistics are
-  not exposed, so the approximation used is: resample the mean of per-image scores, and, when the official
-  corpus value is given (`corpus=`), translate the bootstrap distribution by (corpus - mean) so that the
-  point is the reported number and the width comes from per-image variability. The same holds for any
-  other metric given by per-image scores and a corpus value.
+  point estimate, while "distinct" is unbiased to within 0.1 sd with the same spread.
+- METEOR (exact, with `meteor_stats`): the Java tool's corpus METEOR scores the sum of per-image
+  alignment statistics lines (it is not the mean of per-image scores: 0.293 vs 0.325 on the shapes
+  task). Given each image's statistics line (bench/metrics/meteor.py), a resample's lines are summed with
+  its counts and the sum is scored by the same jar: pycocoevalcap's METEOR on the resampled set exactly.
+  Without `meteor_stats`, METEOR falls back to the mean of per-image scores translated to `corpus`.
+- ROUGE-L and SPICE corpus scores are means of per-image scores, passed in as `per_image`; a corpus value
+  given in `corpus=` translates the bootstrap distribution to it (point = reported number).
 
-Intervals are percentile intervals. The paired test resamples the same images for both models and
-reports the bootstrap interval of the difference and a two-sided p-value from the bootstrap distribution
-centred under the null (Efron & Tibshirani 1993, section 16.4; Berg-Kirkpatrick et al. 2012): p = (1 +
-#{|d* - d| >= |d|}) / (1 + B). A model against itself gives d = 0 and p = 1 exactly.
+Training seeds (`seed_bootstrap_ci`, `seed_paired_test`): a trained model's score is the mean over its
+seeds of the corpus score, and its uncertainty has two sources, the test images and the training run.
+The two-level bootstrap draws, per resample, the seeds of each model with replacement and one multiset of
+images shared by every seed and model (the design is crossed: every seed captions the same images, so
+an image that is hard is hard for all of them), scores each drawn seed on that multiset and averages.
+The image draws are the same stream as `bootstrap_ci`'s, so when all seeds caption identically the
+interval equals the image-only one; when they disagree it is wider. With few seeds the seed level is
+coarse (3 seeds: 10 distinct multisets) and slightly narrow (a factor sqrt((S-1)/S) on its sd).
+
+Intervals are percentile intervals. A paired test resamples the same images (and each model's seeds)
+for both models and reports the bootstrap interval of the difference and a two-sided p-value from the
+bootstrap distribution centred under the null (Efron & Tibshirani 1993, section 16.4; Berg-Kirkpatrick
+et al. 2012): p = (1 + #{|d* - d| >= |d|}) / (1 + B). A model against itself gives p = 1 exactly.
+`holm` adjusts a family of p-values (Holm 1979) for the comparisons of a suite.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
+from bench.metrics.corpus import MAX_N, SIGMA, Gts, Res, _Bleu, _caption, _Cider  # noqa: F401 - re-exported
 from bench.metrics.quality import BLEU_METRICS, INTERVAL_METRICS
 
 DEFAULT_METRICS = INTERVAL_METRICS
-MAX_N = 4  # n-gram orders of BLEU and CIDEr-D
-SIGMA = 6.0  # CIDEr-D length penalty width
 CIDER_DF = ("distinct", "copies")  # how a resample's duplicate images count in CIDEr-D's df
-# pycocoevalcap's BLEU smoothing constants (keep 0/0 at 0 and avoid division by zero).
-_TINY, _SMALL = 1e-15, 1e-9
+#: How the intervals of `seed_bootstrap_ci` are made, for the note under a table.
+TWO_LEVEL_METHOD = ("two-level percentile bootstrap (training seeds, then test images shared by all seeds; "
+                    "corpus metrics recomputed per resample: BLEU's summed statistics, CIDEr-D's df, "
+                    "METEOR's summed statistics lines)")
 
-Gts = Mapping[str, Sequence[str]]
-Res = Mapping[str, Sequence[str] | str]
 PerImage = Mapping[str, Mapping[str, float]]  # image_id -> metric -> score, as QualityScores.per_image
+MeteorStats = Mapping[str, Sequence[float]]  # image_id -> METEOR statistics line (bench/metrics/meteor.py)
+MeteorScore = Callable[[np.ndarray], np.ndarray]  # (N, K) summed statistics -> (N,) METEOR scores
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,20 @@ class Interval:
     point: float  # the corpus score on all images
     low: float
     high: float
+    confidence: float
+    n_resamples: int
+    n_images: int
+
+
+@dataclass(frozen=True)
+class SeedInterval:
+    """A model's score over its training seeds, with the two-level bootstrap interval."""
+
+    point: float  # mean over seeds of the corpus score on all images
+    sd: float  # standard deviation of the per-seed corpus scores (ddof 1; 0 for one seed)
+    low: float
+    high: float
+    seed_points: tuple[float, ...]  # each seed's corpus score, in the order given
     confidence: float
     n_resamples: int
     n_images: int
@@ -83,191 +102,7 @@ class PairedResult:
     confidence: float
     n_resamples: int
     n_images: int
-
-
-def _grams(sentence: str) -> Counter:
-    words = sentence.split()
-    return Counter(tuple(words[i:i + k]) for k in range(1, MAX_N + 1) for i in range(len(words) - k + 1))
-
-
-def _caption(value: Sequence[str] | str) -> str:
-    if isinstance(value, str):
-        return value
-    if len(value) != 1:
-        raise ValueError(f"each image needs exactly one caption, got {len(value)}")
-    return value[0]
-
-
-class _Bleu:
-    """Per-image BLEU sufficient statistics: test length, closest reference length, guesses, matches."""
-
-    def __init__(self, gts: Gts, res: Res, ids: Sequence[str]):
-        stats = np.zeros((len(ids), 2 + 2 * MAX_N))
-        for k, i in enumerate(ids):
-            caption = _caption(res[i])
-            hyp, test_len = _grams(caption), len(caption.split())
-            ref_lens = [len(r.split()) for r in gts[i]]
-            clip: Counter = Counter()
-            for r in gts[i]:
-                clip |= _grams(r)  # Counter union keeps the maximum count over references
-            # Closest reference length; ties go to the shorter one, as in pycocoevalcap.
-            stats[k, 0] = test_len
-            stats[k, 1] = min((abs(n - test_len), n) for n in ref_lens)[1]
-            for g, c in hyp.items():
-                stats[k, 2 + MAX_N + len(g) - 1] += min(c, clip[g])
-            stats[k, 2:2 + MAX_N] = [max(0, test_len - n) for n in range(MAX_N)]
-        self.stats = stats
-
-    def score(self, counts: np.ndarray) -> np.ndarray:
-        """(R, n) image counts -> (R, 4) BLEU-1..4, with pycocoevalcap's order of operations."""
-        s = counts @ self.stats
-        test_len, ref_len = s[:, 0], s[:, 1]
-        guess, correct = s[:, 2:2 + MAX_N], s[:, 2 + MAX_N:]
-        bleu = np.cumprod((correct + _TINY) / (guess + _SMALL), axis=1) ** (1.0 / np.arange(1, MAX_N + 1))
-        ratio = (test_len + _TINY) / (ref_len + _SMALL)
-        # math.exp, not np.exp, so the full-set score is bit-identical to pycocoevalcap's.
-        penalty = np.array([math.exp(1 - 1 / r) if r < 1 else 1.0 for r in ratio])
-        return bleu * penalty[:, None]
-
-
-class _Terms(NamedTuple):
-    """Sums over n-grams of val * w_g^2 into rows (row = MAX_N * owner row + order), kept sparse."""
-
-    row: np.ndarray  # triplets (row, gram, val) of n-grams that get an individual df per resample
-    gram: np.ndarray
-    val: np.ndarray
-    own: np.ndarray  # per row: summed val of n-grams found only in the references of the row's image
-    image: np.ndarray  # per row: that image
-
-
-class _Cider:
-    """CIDEr-D of several models against shared references, rescored cheaply for any image multiset.
-
-    With tf-idf weight w_g = log(N) - log(max(1, df_g)) >= 0 shared by hypothesis and reference, the
-    clipped dot product is sum_g min(tf_h, tf_r) * tf_r * w_g^2 and the squared norms are sum_g tf^2 w_g^2:
-    every term is a fixed sparse vector dotted with w^2, and only w changes with the resample. The sparse
-    products are np.bincount over (row, gram, value) triplets.
-    """
-
-    def __init__(self, gts: Gts, hyps: Sequence[Res], ids: Sequence[str]):
-        vocab: dict[tuple[str, ...], int] = {}
-        pres_img, pres_gram, ref_img, ref_len, first_ref = [], [], [], [], []
-        ref = ([], [], [])
-        ref_tf: list[dict[int, int]] = []
-        for k, i in enumerate(ids):
-            seen: set[int] = set()
-            first_ref.append(len(ref_img))
-            for sentence in gts[i]:
-                r = len(ref_img)
-                ref_img.append(k)
-                ref_len.append(_bigram_count(sentence))
-                tf: dict[int, int] = {}
-                for g, c in _grams(sentence).items():
-                    tf[vocab.setdefault(g, len(vocab))] = c
-                    _append(ref, MAX_N * r + len(g) - 1, vocab[g], c * c)
-                ref_tf.append(tf)
-                seen.update(tf)
-            pres_img += [k] * len(seen)
-            pres_gram += sorted(seen)
-        first_ref.append(len(ref_img))
-        self.n = len(ids)
-        self.ref_img = np.array(ref_img, np.intp)
-        n_refs = np.bincount(self.ref_img, minlength=self.n)
-        self.image_factor = 10.0 / (MAX_N * n_refs)  # mean over n-gram orders and references, times 10
-
-        hyp_terms, num_terms, self.penalty = [], [], []
-        for res in hyps:
-            hyp, num = ([], [], []), ([], [], [])
-            hyp_len = np.zeros(self.n)
-            for k, i in enumerate(ids):
-                caption = _caption(res[i])
-                hyp_len[k] = _bigram_count(caption)
-                grams = [(vocab.setdefault(g, len(vocab)), len(g) - 1, c) for g, c in _grams(caption).items()]
-                for j, order, c in grams:
-                    _append(hyp, MAX_N * k + order, j, c * c)
-                for r in range(first_ref[k], first_ref[k + 1]):
-                    tf = ref_tf[r]
-                    for j, order, c in grams:
-                        if j in tf:
-                            _append(num, MAX_N * r + order, j, min(c, tf[j]) * tf[j])
-            hyp_terms.append(hyp)
-            num_terms.append(num)
-            delta = hyp_len[self.ref_img] - np.array(ref_len, float)
-            self.penalty.append(np.exp(-(delta ** 2) / (2 * SIGMA ** 2)))
-
-        # Speed: most n-grams (about 80% on COCO-like text) occur in the references of one image only.
-        # Within that image's own rows their df is that image's count, so their terms are summed once here
-        # and scaled per resample; only the other n-grams need a df of their own.
-        pres_img, pres_gram = np.array(pres_img, np.intp), np.array(pres_gram, np.intp)
-        owner = np.full(len(vocab), -1, np.intp)
-        single = np.bincount(pres_gram, minlength=len(vocab))[pres_gram] == 1
-        owner[pres_gram[single]] = pres_img[single]
-        images = np.arange(self.n)
-        self.ref = _terms(ref, owner, self.ref_img)
-        self.hyp = [_terms(t, owner, images) for t in hyp_terms]
-        self.num = [_terms(t, owner, self.ref_img) for t in num_terms]
-        # Renumber the n-grams still needed individually, and keep only their presence entries.
-        used = np.unique(np.concatenate([t.gram for t in (self.ref, *self.hyp, *self.num)]))
-        renumber = np.full(len(vocab), -1, np.intp)
-        renumber[used] = np.arange(len(used))
-        kept = renumber[pres_gram] >= 0
-        self.pres_img, self.pres_gram = pres_img[kept], renumber[pres_gram[kept]]
-        self.n_grams = len(used)
-        for name in ("ref", "hyp", "num"):
-            value = getattr(self, name)
-            fix = lambda t: t._replace(gram=renumber[t.gram])  # noqa: E731
-            setattr(self, name, fix(value) if isinstance(value, _Terms) else [fix(t) for t in value])
-
-    def per_image(self, counts: np.ndarray) -> np.ndarray:
-        """Per-image scores (M, n) with df and N taken from the multiset `counts` (n,) of images."""
-        # df values are integers in [0, N]: a table of w^2 by df replaces a log per n-gram.
-        n_total = int(round(counts.sum()))
-        table = (math.log(n_total) - np.log(np.maximum(np.arange(n_total + 1), 1.0))) ** 2
-        df = np.bincount(self.pres_gram, weights=counts[self.pres_img], minlength=self.n_grams)
-        w2, own_w2 = table[df.astype(np.intp)], table[counts.astype(np.intp)]
-
-        def dot(t: _Terms) -> np.ndarray:
-            sums = np.bincount(t.row, weights=t.val * w2[t.gram], minlength=len(t.own))
-            return (sums + t.own * own_w2[t.image]).reshape(-1, MAX_N)
-
-        ref_norm = np.sqrt(dot(self.ref))
-        out = np.empty((len(self.hyp), self.n))
-        for m, (hyp, num, penalty) in enumerate(zip(self.hyp, self.num, self.penalty, strict=True)):
-            denom = np.sqrt(dot(hyp))[self.ref_img] * ref_norm
-            # A zero norm means a zero dot product too; pycocoevalcap then leaves the similarity at 0.
-            sim = np.divide(dot(num), denom, out=np.zeros_like(denom), where=denom > 0)
-            per_ref = sim.sum(axis=1) * penalty
-            out[m] = np.bincount(self.ref_img, weights=per_ref, minlength=self.n) * self.image_factor
-        return out
-
-    def score(self, counts: np.ndarray, cider_df: str = "distinct") -> np.ndarray:
-        """(R, n) image counts -> (R, M) corpus CIDEr-D of each model (see bootstrap_ci for `cider_df`)."""
-        return np.stack([self.per_image(c if cider_df == "copies" else np.minimum(c, 1.0)) @ c / c.sum()
-                         for c in counts])
-
-
-def _append(triplets: tuple[list, list, list], row: int, gram: int, val: int) -> None:
-    for column, x in zip(triplets, (row, gram, val), strict=True):
-        column.append(x)
-
-
-def _terms(triplets: tuple[list, list, list], owner: np.ndarray, row_image: np.ndarray) -> _Terms:
-    """Split triplets into n-grams needing their own df and per-row sums of those owned by the row's image."""
-    row, gram, val = (np.array(x, t) for x, t in zip(triplets, (np.intp, np.intp, float), strict=True))
-    image = np.repeat(row_image, MAX_N)
-    own = owner[gram] == image[row]
-    sums = np.bincount(row[own], weights=val[own], minlength=len(image))
-    return _Terms(row[~own], gram[~own], val[~own], sums, image)
-
-
-def _bigram_count(sentence: str) -> int:
-    # pycocoevalcap's CIDEr "length" counts bigram occurrences (its n == 1 is the 0-based order), so a
-    # caption of L >= 1 words has length L - 1; kept for exact equality.
-    return max(len(sentence.split()) - 1, 0)
-
-
-def _from_per_image(metric: str) -> bool:
-    return metric not in BLEU_METRICS and metric != "CIDEr"
+    n_seeds: tuple[int, int] = (1, 1)
 
 
 def _check(gts: Gts, hyps: Sequence[Res]) -> list[str]:
@@ -276,7 +111,7 @@ def _check(gts: Gts, hyps: Sequence[Res]) -> list[str]:
         raise ValueError("no captions to resample")
     for res in hyps:
         if set(res) != set(ids):
-            raise ValueError("the models caption different images; a paired test needs the same ones")
+            raise ValueError("the models (or seeds) caption different images; resampling needs the same ones")
     lacking = [i for i in ids if not gts.get(i)]
     if lacking:
         raise ValueError(f"{len(lacking)} captioned image(s) have no references, e.g. {lacking[:3]}")
@@ -286,15 +121,34 @@ def _check(gts: Gts, hyps: Sequence[Res]) -> list[str]:
 Scorer = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
+def _meteor_arrays(meteor_stats: Sequence[MeteorStats | None] | None, ids: Sequence[str],
+                   n_hyps: int) -> list[np.ndarray] | None:
+    """Each hypothesis set's (n, K) METEOR statistics, or None when any set lacks them."""
+    if meteor_stats is None or len(meteor_stats) != n_hyps or any(s is None for s in meteor_stats):
+        return None
+    try:
+        arrays = [np.array([s[i] for i in ids], float) for s in meteor_stats]
+    except KeyError as e:
+        raise ValueError(f"meteor_stats lacks image {e}") from None
+    if len({a.shape[1] for a in arrays}) != 1:
+        raise ValueError("METEOR statistics lines differ in length")
+    return arrays
+
+
 def _scorer(metrics: Sequence[str], gts: Gts, hyps: Sequence[Res], ids: Sequence[str],
-            per_images: Sequence[PerImage | None], cider_df: str) -> Scorer:
-    """A function from (R, n) image counts to {metric: (R, M) corpus scores of the M models}."""
+            per_images: Sequence[PerImage | None], cider_df: str,
+            meteor: tuple[list[np.ndarray], MeteorScore] | None = None) -> tuple[Scorer, set[str]]:
+    """A function from (R, n) image counts to {metric: (R, M) corpus scores of the M hypothesis sets},
+    and the metrics it resamples as means of per-image scores (those a `corpus` value may translate)."""
     if cider_df not in CIDER_DF:
         raise ValueError(f"cider_df must be one of {CIDER_DF}, got {cider_df!r}")
     bleus = [_Bleu(gts, res, ids) for res in hyps] if set(metrics) & set(BLEU_METRICS) else []
     cider = _Cider(gts, hyps, ids) if "CIDEr" in metrics else None
+    exact = {"METEOR"} if meteor is not None else set()
     means = {}
-    for metric in filter(_from_per_image, dict.fromkeys(metrics)):
+    for metric in dict.fromkeys(metrics):
+        if metric in BLEU_METRICS or metric == "CIDEr" or metric in exact:
+            continue
         if any(p is None for p in per_images):
             raise ValueError(f"{metric} is resampled from per-image scores: pass per_image")
         try:
@@ -312,24 +166,66 @@ def _scorer(metrics: Sequence[str], gts: Gts, hyps: Sequence[Res], ids: Sequence
             out.update({m: by_model[:, n] for n, m in enumerate(BLEU_METRICS) if m in metrics})
         if cider is not None:
             out["CIDEr"] = cider.score(counts, cider_df)
+        if meteor is not None:
+            stats, meteor_score = meteor
+            summed = np.concatenate([counts @ s for s in stats])  # (M * R, K): model-major
+            out["METEOR"] = np.asarray(meteor_score(summed), float).reshape(len(stats), len(counts)).T
         out.update({m: counts @ v / counts.sum(axis=1, keepdims=True) for m, v in means.items()})
         return out
 
-    return score
+    return score, set(means)
 
 
-def _resample(score: Scorer, n: int, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
+def _draws(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """(chunk, n) image counts of `n_resamples` bootstrap resamples, in chunks bounded in memory."""
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_resamples, 2 ** 20 // n))  # bounds the (chunk, n) count matrix in memory
-    parts = []
+    chunk = max(1, min(n_resamples, 2 ** 20 // n))
     for start in range(0, n_resamples, chunk):
         size = min(chunk, n_resamples - start)
         draws = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(float)
-        parts.append(score(counts))
+        yield np.bincount(draws.ravel(), minlength=size * n).reshape(size, n).astype(float)
+
+
+def _resample(score: Scorer, n: int, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
+    parts = [score(counts) for counts in _draws(n, n_resamples, seed)]
     return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
+
+
+def _two_level(score: Scorer, n: int, columns: Sequence[Sequence[int]], n_resamples: int,
+               seed: int) -> dict[str, np.ndarray]:
+    """Per metric (R, G): each group's mean over its resampled seeds on each resample's images.
+
+    `columns[g]` maps group g's seeds to the hypothesis sets scored by `score` (seeds with identical
+    captions share one). Seeds come from a stream of their own, so the image draws are exactly those of
+    `_resample` for the same seed.
+    """
+    seed_rng = np.random.default_rng([seed, 1])
+    width = max(max(c) for c in columns) + 1
+    parts = []
+    for counts in _draws(n, n_resamples, seed):
+        scores, size = score(counts), len(counts)
+        weights = []
+        for cols in columns:
+            picks = np.asarray(cols)[seed_rng.integers(0, len(cols), size=(size, len(cols)))]
+            flat = (picks + width * np.arange(size)[:, None]).ravel()
+            weights.append(np.bincount(flat, minlength=size * width).reshape(size, width) / len(cols))
+        parts.append({m: np.stack([(v * w).sum(axis=1) for w in weights], axis=1) for m, v in scores.items()})
+    return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
+
+
+def _distinct(runs: Sequence[Res], *extra: Sequence) -> tuple[list[int], list[int]]:
+    """Indices of the distinct caption sets among `runs` (with equal side inputs) and each run's column."""
+    keep: list[int] = []
+    column = []
+    for k, res in enumerate(runs):
+        same = next((j for j, u in enumerate(keep) if runs[u] == res and all(e[u] == e[k] for e in extra)), None)
+        if same is None:
+            keep.append(k)
+            same = len(keep) - 1
+        column.append(same)
+    return keep, column
 
 
 def _percentiles(samples: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -342,6 +238,25 @@ def _check_confidence(confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
+def _p_value(deltas: np.ndarray, delta: float) -> float:
+    return (1 + int(np.count_nonzero(np.abs(deltas - delta) >= abs(delta)))) / (1 + len(deltas))
+
+
+def _meteor(stack: ExitStack, metrics: Sequence[str], meteor_stats, ids: Sequence[str], n_hyps: int,
+            meteor_score: MeteorScore | None) -> tuple[list[np.ndarray], MeteorScore] | None:
+    """Exact METEOR inputs when asked for and given; starts the jar (closed with `stack`) if needed."""
+    if "METEOR" not in metrics:
+        return None
+    arrays = _meteor_arrays(meteor_stats, ids, n_hyps)
+    if arrays is None:
+        return None
+    if meteor_score is None:
+        from bench.metrics.meteor import MeteorJar
+
+        meteor_score = stack.enter_context(MeteorJar()).score
+    return arrays, meteor_score
+
+
 def bootstrap_ci(
     gts: Gts,
     res: Res,
@@ -352,24 +267,27 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
     cider_df: str = "distinct",
+    meteor_stats: MeteorStats | None = None,
+    meteor_score: MeteorScore | None = None,
 ) -> dict[str, Interval]:
     """Percentile bootstrap intervals of corpus metrics over the images of `res`.
 
     `gts`/`res` are PTB-tokenised (as pycocoevalcap's scorers take them). BLEU-1..4 and CIDEr are
-    recomputed per resample from the texts; other metrics (METEOR, ROUGE-L, SPICE) are means of
-    `per_image[image_id][metric]`, translated to `corpus[metric]` when given (see the module docstring).
-    All metrics share the same resamples; the result is deterministic for a seed. `cider_df` says how
-    duplicate draws count in CIDEr-D's document frequencies ("distinct" or "copies", module docstring).
+    recomputed per resample from the texts; METEOR from `meteor_stats` (per-image statistics lines,
+    summed per resample and scored by `meteor_score`, default: the METEOR jar) when given; other metrics
+    (ROUGE-L, SPICE, METEOR without statistics) are means of `per_image[image_id][metric]`, translated to
+    `corpus[metric]` when given. All metrics share the same resamples; deterministic for a seed.
     """
     _check_confidence(confidence)
     ids = _check(gts, [res])
-    score = _scorer(metrics, gts, [res], ids, [per_image], cider_df)
-    points = {m: float(v[0, 0]) for m, v in score(np.ones((1, len(ids)))).items()}
-    samples = _resample(score, len(ids), n_resamples, seed)
+    with ExitStack() as stack:
+        meteor = _meteor(stack, metrics, [meteor_stats], ids, 1, meteor_score)
+        score, translated = _scorer(metrics, gts, [res], ids, [per_image], cider_df, meteor)
+        points = {m: float(v[0, 0]) for m, v in score(np.ones((1, len(ids)))).items()}
+        samples = _resample(score, len(ids), n_resamples, seed)
     out = {}
     for m in metrics:
-        # Translate a per-image mean to the official corpus value (METEOR; see the module docstring).
-        shift = corpus[m] - points[m] if corpus is not None and m in corpus and _from_per_image(m) else 0.0
+        shift = corpus[m] - points[m] if corpus is not None and m in corpus and m in translated else 0.0
         low, high = _percentiles(samples[m][:, 0], confidence)
         out[m] = Interval(points[m] + shift, low + shift, high + shift, confidence, n_resamples, len(ids))
     return out
@@ -386,29 +304,148 @@ def paired_test(
     confidence: float = 0.95,
     seed: int = 0,
     cider_df: str = "distinct",
+    meteor_stats: tuple[MeteorStats, MeteorStats] | None = None,
+    meteor_score: MeteorScore | None = None,
 ) -> PairedResult:
     """Paired bootstrap of `metric`(A) - `metric`(B) over the same images.
 
     Each resample draws one multiset of images and scores both models on it (for CIDEr with the same
-    document frequencies). `per_image`/`corpus` are (A, B) pairs for metrics given by per-image scores.
-    The p-value is two-sided for delta = 0: (1 + #{|d* - d| >= |d|}) / (1 + n_resamples).
+    document frequencies, for METEOR from summed statistics when `meteor_stats` is given).
+    `per_image`/`corpus`/`meteor_stats` are (A, B) pairs. The p-value is two-sided for delta = 0.
     """
     _check_confidence(confidence)
     ids = _check(gts, [res_a, res_b])
-    score = _scorer([metric], gts, [res_a, res_b], ids, list(per_image) if per_image else [None, None],
-                    cider_df)
-    a, b = (float(x) for x in score(np.ones((1, len(ids))))[metric][0])
+    with ExitStack() as stack:
+        meteor = _meteor(stack, [metric], meteor_stats, ids, 2, meteor_score)
+        score, translated = _scorer([metric], gts, [res_a, res_b], ids,
+                                    list(per_image) if per_image else [None, None], cider_df, meteor)
+        a, b = (float(x) for x in score(np.ones((1, len(ids))))[metric][0])
+        samples = _resample(score, len(ids), n_resamples, seed)[metric]
     shift = 0.0
-    if corpus is not None and _from_per_image(metric):
-        # Translate per-image means to the official corpus values (METEOR; see the module docstring).
+    if corpus is not None and metric in translated:
+        # Translate per-image means to the official corpus values (see the module docstring).
         shift = (corpus[0][metric] - corpus[1][metric]) - (a - b)
         a, b = float(corpus[0][metric]), float(corpus[1][metric])
-    samples = _resample(score, len(ids), n_resamples, seed)[metric]
     deltas = samples[:, 0] - samples[:, 1] + shift
     delta = float(a - b)
-    p = (1 + int(np.count_nonzero(np.abs(deltas - delta) >= abs(delta)))) / (1 + n_resamples)
     low, high = _percentiles(deltas, confidence)
-    return PairedResult(metric, float(a), float(b), delta, low, high, p, confidence, n_resamples, len(ids))
+    return PairedResult(metric, a, b, delta, low, high, _p_value(deltas, delta), confidence, n_resamples,
+                        len(ids))
+
+
+def _seed_inputs(per_images, meteor_stats, n: int, what: str) -> tuple[list, list]:
+    per = list(per_images) if per_images is not None else [None] * n
+    met = list(meteor_stats) if meteor_stats is not None else [None] * n
+    if len(per) != n or len(met) != n:
+        raise ValueError(f"{what}: per_images and meteor_stats need one entry per seed ({n})")
+    return per, met
+
+
+def _seed_groups(gts: Gts, groups: Sequence[Sequence[Res]], per_images: Sequence, meteor_stats: Sequence,
+                 metrics: Sequence[str], n_resamples: int, seed: int, cider_df: str,
+                 meteor_score: MeteorScore | None) -> tuple[int, dict[str, list[list[float]]], dict[str, np.ndarray]]:
+    """(images, {metric: per group, each seed's full-set score}, {metric: (R, G) two-level samples})."""
+    if any(not runs for runs in groups):
+        raise ValueError("each model needs at least one seed")
+    runs = [r for g in groups for r in g]
+    ids = _check(gts, runs)
+    per, met = [], []
+    for g, (runs_g, p, m) in enumerate(zip(groups, per_images, meteor_stats, strict=True)):
+        p, m = _seed_inputs(p, m, len(runs_g), f"model {g + 1}")
+        per += p
+        met += m
+    keep, column = _distinct(runs, per, met)  # identical seeds (and models) are scored once
+    offsets = np.cumsum([0, *map(len, groups)])
+    columns = [column[offsets[g]:offsets[g + 1]] for g in range(len(groups))]
+    with ExitStack() as stack:
+        meteor = _meteor(stack, metrics, [met[k] for k in keep], ids, len(keep), meteor_score)
+        score, _ = _scorer(metrics, gts, [runs[k] for k in keep], ids, [per[k] for k in keep], cider_df, meteor)
+        full = score(np.ones((1, len(ids))))
+        samples = _two_level(score, len(ids), columns, n_resamples, seed)
+    points = {m: [[float(full[m][0, c]) for c in cols] for cols in columns] for m in metrics}
+    return len(ids), points, samples
+
+
+def seed_bootstrap_ci(
+    gts: Gts,
+    runs: Sequence[Res],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    per_images: Sequence[PerImage | None] | None = None,
+    meteor_stats: Sequence[MeteorStats | None] | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    cider_df: str = "distinct",
+    meteor_score: MeteorScore | None = None,
+) -> dict[str, SeedInterval]:
+    """Mean over training seeds, its spread, and the two-level bootstrap interval (module docstring).
+
+    `runs` holds one PTB-tokenised `res` per training seed of one model, all on the same images;
+    `per_images`/`meteor_stats` one entry per seed, as for `bootstrap_ci`. One seed gives the interval of
+    `bootstrap_ci` (without any `corpus` translation) and sd 0.
+    """
+    _check_confidence(confidence)
+    n, points, samples = _seed_groups(gts, [runs], [per_images], [meteor_stats], metrics, n_resamples, seed,
+                                      cider_df, meteor_score)
+    out = {}
+    for m in metrics:
+        seeds = points[m][0]
+        # statistics' exact arithmetic: seeds that agree give exactly their score and sd 0.
+        sd = float(statistics.stdev(seeds)) if len(seeds) > 1 else 0.0
+        low, high = _percentiles(samples[m][:, 0], confidence)
+        out[m] = SeedInterval(float(statistics.mean(seeds)), sd, low, high, tuple(seeds), confidence,
+                              n_resamples, n)
+    return out
+
+
+def seed_paired_test(
+    gts: Gts,
+    runs_a: Sequence[Res],
+    runs_b: Sequence[Res],
+    metrics: Sequence[str] = ("CIDEr",),
+    per_images: tuple[Sequence[PerImage | None] | None, Sequence[PerImage | None] | None] = (None, None),
+    meteor_stats: tuple[Sequence[MeteorStats | None] | None, Sequence[MeteorStats | None] | None] = (None, None),
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    cider_df: str = "distinct",
+    meteor_score: MeteorScore | None = None,
+) -> dict[str, PairedResult]:
+    """Paired two-level bootstrap of mean-over-seeds(A) - mean-over-seeds(B), per metric.
+
+    Every resample draws one multiset of the shared images and, independently, each model's seeds with
+    replacement (training runs of two models are not paired); all metrics share the resamples. A model
+    against itself (the same runs) gives delta 0 and p = 1.
+    """
+    _check_confidence(confidence)
+    n, points, samples = _seed_groups(gts, [runs_a, runs_b], per_images, meteor_stats, metrics, n_resamples,
+                                      seed, cider_df, meteor_score)
+    out = {}
+    for m in metrics:
+        a, b = (float(statistics.mean(x)) for x in points[m])
+        deltas = samples[m][:, 0] - samples[m][:, 1]
+        low, high = _percentiles(deltas, confidence)
+        out[m] = PairedResult(m, a, b, a - b, low, high, _p_value(deltas, a - b), confidence, n_resamples, n,
+                              (len(runs_a), len(runs_b)))
+    return out
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values (step-down, family-wise error), in the order given.
+
+    The k-th smallest p (k = 0..m-1) becomes max over j <= k of (m - j) * p_(j), capped at 1; reject at
+    level alpha where the adjusted p <= alpha.
+    """
+    p = np.asarray(p_values, float)
+    if p.size == 0:
+        return []
+    if ((p < 0) | (p > 1) | ~np.isfinite(p)).any():
+        raise ValueError(f"p-values must lie in [0, 1], got {list(p_values)}")
+    order = np.argsort(p, kind="stable")
+    scaled = np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order])
+    out = np.empty_like(p)
+    out[order] = np.minimum(scaled, 1.0)
+    return [float(x) for x in out]
 
 
 def cider_d(gts: Gts, res: Res) -> tuple[float, np.ndarray]:

@@ -6,6 +6,8 @@ files of several tasks can sit side by side, in one folder and among a run's MLf
   <task>-main.{md,tex,csv}      quality: one row per model, metrics x100 with 95% intervals, best in bold,
                                 published numbers (`reported`) in rows of their own
   <task>-latency.{md,tex,csv}   batch-1 latency, throughput, network evaluations per steps / beams / length
+  <task>-verdict.{md,tex,csv}   per axis, which paradigm is ahead, by how much, interval and p (verdict.py),
+                                from the suite's comparisons.json (bench/compare.py)
   <task>-report.md              both tables and every figure, for a README or a browser
   <task>-provenance.json        the footer's facts: commit, packages, hardware, date, images, seeds
   figures/<task>-<name>.{png,pdf}
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import files
 from bench.report.data import Entry, Published, load_entries, load_published
 from bench.report.figures import FIGURES, make_figures, model_styles
 from bench.report.footer import REPO_ROOT, Provenance, provenance
@@ -36,6 +39,7 @@ from bench.report.tables import (
     main_table_notes,
     reported_rows,
 )
+from bench.report.verdict import verdict_csv, verdict_latex, verdict_markdown, verdict_note, verdict_rows
 
 FORMATS = ("md", "tex", "csv")
 DEFAULT_PUBLISHED = REPO_ROOT / "results" / "reference" / "published.yaml"
@@ -57,8 +61,11 @@ def _split(entries: list[Entry]) -> str:
 
 
 def _report_md(suite: str, task: str, main_md: str, latency_md: str | None, figures: list[Path],
-               split: str, errprop_md: str | None = None) -> str:
-    parts = [f"# {suite}: {task}\n", f"## Caption quality ({split} split)\n", main_md]
+               split: str, errprop_md: str | None = None, verdict_md: str | None = None) -> str:
+    parts = [f"# {suite}: {task}\n"]
+    if verdict_md:
+        parts += ["## Verdict per axis (paradigms compared)\n", verdict_md]
+    parts += [f"## Caption quality ({split} split)\n", main_md]
     if latency_md:
         parts += ["## Latency\n", latency_md]
     if errprop_md:
@@ -112,6 +119,7 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
     # One style per label across the whole suite, so every task's figures agree.
     styles = model_styles([e.label for e in entries])
     tasks = [task] if task else sorted({e.task for e in entries})
+    comparisons = _comparisons(suite_dir)
     written: list[Path] = []
     for t in tasks:
         mine = [e for e in entries if e.task == t]
@@ -145,8 +153,9 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
         errprop_md = _errprop_tables(mine, t, formats, out, written)
         figs = make_figures(mine, styles, out / "figures", prefix=f"{t}-") if figures else []
         written += figs
+        verdict_md = _verdict(out, t, mine, comparisons, prov, formats, written)
         written.append(_write(out / f"{t}-report.md",
-                              _report_md(suite_dir.name, t, main_md, lat_md, figs, split, errprop_md)))
+                              _report_md(suite_dir.name, t, main_md, lat_md, figs, split, errprop_md, verdict_md)))
         from bench.results import write_json
 
         write_json(out / f"{t}-provenance.json", prov.to_dict())
@@ -154,6 +163,35 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
     return written
 
 
+def _comparisons(suite_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = suite_dir / files.COMPARISONS
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _verdict(out: Path, task: str, entries: list[Entry], comparisons: dict[str, Any] | None, prov: Provenance,
+             formats: Sequence[str], written: list[Path]) -> str | None:
+    """Write <task>-verdict.* (when two paradigms of learned models are there); its Markdown, else None."""
+    rows = verdict_rows(entries, comparisons, task)
+    if not rows:
+        return None
+    note = verdict_note(comparisons)
+    md = verdict_markdown(rows, note, prov)
+    for fmt in formats:
+        if fmt == "md":
+            written.append(_write(out / f"{task}-verdict.md", md))
+        elif fmt == "tex":
+            written.append(_write(out / f"{task}-verdict.tex", verdict_latex(
+                rows, note, prov, f"Verdict on {task}: the paradigms compared, per axis.", f"tab:{task}-verdict")))
+        else:
+            written.append(_write(out / f"{task}-verdict.csv", verdict_csv(rows, prov)))
+    return md
+
+
 def main_table_markdown(paths: list[Path]) -> str:
-    """The Markdown main table(s) among `paths` (what `bench report` prints), concatenated."""
-    return "\n".join(p.read_text() for p in paths if p.name.endswith("-main.md"))
+    """The Markdown main and verdict tables among `paths` (what `bench report` prints), concatenated."""
+    return "\n".join(p.read_text() for p in paths if p.name.endswith(("-main.md", "-verdict.md")))

@@ -1,9 +1,10 @@
 """What a report reads: a suite's result files grouped per model, and the committed published numbers.
 
 A suite folder holds one job folder per (model variant, task, seed); the report groups the seeds of a
-model on a task into one `Entry` and averages over them. Only the result files are read (never MLflow),
-and only jobs whose result.json says `ok` or `partial` (a phase after eval failed: its scores stand);
-failed ones are listed in a note under the tables.
+model on a task into one `Entry`. A model's number is the mean over its seeds, and its interval the
+two-level bootstrap (seeds, then images) that bench/compare.py writes to the suite's seeds.json. Only the
+result files are read (never MLflow), and only jobs whose result.json says `ok` or `partial` (a phase
+after eval failed: its scores stand); failed ones are listed in a note under the tables.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Entry:
     parameters: int
     order: int
     runs: list[Run]
+    aggregate: dict[str, Any] | None = None  # this model's row of seeds.json, when it covers these seeds
 
     @property
     def seeds(self) -> list[int]:
@@ -112,15 +114,32 @@ class Entry:
         return list(dict.fromkeys(n for n in names if n != LENGTH))
 
     def metric(self, name: str) -> tuple[float, float | None, float | None] | None:
-        """(point, low, high) as fractions, each the mean over seeds; bounds None unless every seed has them."""
+        """(point, low, high) as fractions: the mean over seeds and its interval, or None if not measured.
+
+        The interval is seeds.json's two-level bootstrap (test images and seeds); with one seed and no
+        seeds.json, the eval phase's interval over images (the same thing for one seed); with several
+        seeds and no seeds.json, none: averaging per-seed bounds would ignore the spread between seeds.
+        """
         points = [p for p in (r.corpus(name) for r in self.runs) if p is not None]
         if not points:
             return None
-        bounds = [r.interval(name) for r in self.runs]
-        if len(points) == len(self.runs) and all(b is not None for b in bounds):
-            return (statistics.fmean(points), statistics.fmean(b[0] for b in bounds),
-                    statistics.fmean(b[1] for b in bounds))
+        agg = (self.aggregate or {}).get("metrics", {}).get(name)
+        if agg is not None and len(points) == len(self.runs):
+            return float(agg["mean"]), float(agg["low"]), float(agg["high"])
+        if len(self.runs) == 1:
+            bounds = self.runs[0].interval(name)
+            return (points[0], *bounds) if bounds else (points[0], None, None)
         return statistics.fmean(points), None, None
+
+    def spread(self, name: str) -> float | None:
+        """Standard deviation over seeds (fraction), when there are several seeds."""
+        points = [p for p in (r.corpus(name) for r in self.runs) if p is not None]
+        return statistics.stdev(points) if len(points) > 1 else None
+
+    @property
+    def two_level(self) -> bool:
+        """Whether the intervals come from the two-level bootstrap of seeds.json."""
+        return self.aggregate is not None
 
     def unavailable(self, name: str) -> str | None:
         """Why `name` was not measured (first run that says so), else None."""
@@ -142,6 +161,8 @@ def load_entries(suite_dir: Path, results: list[dict[str, Any]]) -> tuple[list[E
             continue
         run = Run.load(suite_dir / str(result.get("job_id", "")), result)
         groups.setdefault((str(result.get("task", "")), str(result.get("label", ""))), []).append((result, run))
+    aggregates = _read(suite_dir / files.SEEDS) or {}
+    rows = {(str(r.get("task")), str(r.get("model"))): r for r in aggregates.get("models", [])}
     entries = []
     for (task, label), members in groups.items():
         first = members[0][0]
@@ -149,6 +170,9 @@ def load_entries(suite_dir: Path, results: list[dict[str, Any]]) -> tuple[list[E
                              paradigm=str(first.get("paradigm", "")), parameters=int(first.get("parameters", 0)),
                              order=min(int(r.get("order", 0)) for r, _ in members),
                              runs=sorted((run for _, run in members), key=lambda x: int(x.result.get("seed", 0)))))
+        row = rows.get((task, label))
+        if row is not None and sorted(row.get("seeds", [])) == entries[-1].seeds:  # a stale file is ignored
+            entries[-1].aggregate = row
     entries.sort(key=lambda e: (e.task, e.order, e.label))
     return entries, failed
 

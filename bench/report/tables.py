@@ -1,7 +1,7 @@
 """The main quality table and the latency table, each in Markdown, LaTeX (booktabs) and CSV.
 
-Main table: one row per model (seeds averaged), metrics x100 with one decimal and their 95% bootstrap
-interval, the best measured value of each column in bold (ties at the printed precision all bold).
+Main table: one row per model (mean over seeds), metrics x100 with one decimal and their 95% two-level
+bootstrap interval (seeds and images), the best measured value of each column in bold (ties at the printed precision all bold).
 Published numbers go in rows of their own under a "reported" header and never take part in the bold.
 Latency table: per model, the default decoding (batch-1 latency with its spread over repeats, throughput
 at the largest batch that was measured, network evaluations and tokens as run, the dtype), then one row
@@ -20,6 +20,10 @@ from bench.report.data import METRICS, Entry, Published
 from bench.report.footer import Provenance, footer_csv, footer_latex, footer_markdown
 
 DASH = "–"  # a metric that was not measured (or not reported)
+#: How the main table's intervals are made (named under the table).
+CONFIDENCE_NOTE = ("95% two-level percentile bootstrap interval: training seeds resampled, then the test images "
+                   "they share, corpus metrics recomputed per resample (BLEU's and METEOR's summed statistics, "
+                   "CIDEr-D's document frequencies); one seed: images only")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--"}
 
@@ -106,9 +110,14 @@ def reported_rows(published: Published | None, task: str) -> list[MainRow]:
 
 def _notes(entries: list[Entry], failed: list[dict[str, Any]], published: Published | None,
            reported: list[MainRow]) -> list[str]:
-    has_intervals = any((e.metric(m) or (0, None))[1] is not None for e in entries for m in METRICS)
-    notes = ["Metrics x100; " + ("brackets: 95% bootstrap interval over images; " if has_intervals
-                                 else "no bootstrap intervals recorded; ") + "bold: best measured value per column."]
+    with_ci = [e for e in entries if any((e.metric(m) or (0, None))[1] is not None for m in METRICS)]
+    if not with_ci:
+        interval = "no bootstrap intervals recorded; "
+    elif all(e.two_level or len(e.runs) == 1 for e in with_ci):
+        interval = f"brackets: {CONFIDENCE_NOTE}; "
+    else:
+        interval = "brackets: 95% percentile bootstrap interval over test images; "
+    notes = ["Metrics x100; " + interval + "bold: best measured value per column."]
     missing = sorted({m for e in entries for m in METRICS if e.metric(m) is None})
     for m in missing:
         # The recorded reason names local paths; the table gets a portable one.
@@ -116,8 +125,12 @@ def _notes(entries: list[Entry], failed: list[dict[str, Any]], published: Publis
         notes.append(f"{m} {DASH}: not measured{why}.")
     multi = [e for e in entries if len(e.runs) > 1]
     if multi:
-        notes.append("Mean over seeds for " + ", ".join(f"{e.label} ({len(e.runs)} seeds)" for e in multi)
-                     + "; their intervals are the mean of the per-seed bootstrap bounds.")
+        notes.append("Mean over training seeds for " + ", ".join(f"{e.label} ({len(e.runs)})" for e in multi)
+                     + "; standard deviations over seeds in seeds.md.")
+    bare = [e.label for e in multi if not e.two_level]
+    if bare:
+        notes.append("No interval for " + ", ".join(bare) + ": its seeds' two-level bootstrap (seeds.json, "
+                     "written by `bench run` and `bench report`) is missing.")
     if reported and published is not None:
         notes.append(f"Reported rows: numbers published by their authors on {published.task} {published.split}, "
                      "copied from the sources named, not measured here; not comparable to other datasets.")

@@ -1,0 +1,108 @@
+"""METEOR statistics from pycocoevalcap's METEOR 1.5 jar, for exact resampling of corpus METEOR.
+
+pycocoevalcap's corpus METEOR is not a mean of per-image scores: the jar aligns each caption with its
+references into a line of statistics (lengths, matches per stage, chunks, ...), and `EVAL` scores the sum
+of the lines it is given. Those lines add up, so the METEOR of any multiset of images is the score of the
+count-weighted sum of its images' lines: a bootstrap resample is scored exactly, with no rerun of the
+alignments. The jar's stdio protocol (as pycocoevalcap drives it):
+
+  SCORE ||| ref 1 ||| ... ||| ref n ||| hypothesis   ->  one statistics line
+  EVAL ||| stats 1 ||| ... ||| stats k                ->  k lines (each line's own score), then the score
+                                                          of their sum
+
+One exception to plain addition, copied from the jar's `MeteorStats.addStats`: a segment whose words all
+match in a single chunk adds no chunks to an aggregate (its own fragmentation penalty is 0). `stats`
+returns such lines with their chunk count set to 0, which scores the same on its own and makes every
+sum of lines equal to the jar's aggregate. `MeteorJar.score` sends many summed lines as the segments of one `EVAL` and reads each segment's score:
+a segment's score is computed from its statistics exactly as the aggregate is (checked by the tests
+against `Meteor().compute_score` on resampled sets). One JVM serves a whole bootstrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from bench.metrics.quality import english_jvm, java_missing_reason
+
+BATCH = 4000  # summed lines per EVAL request (bounds the request line at a few hundred kB)
+# Fields of a statistics line (METEOR 1.5, MAX_MODULES = 4): test length, reference length, test and
+# reference function words, then per module (test content, reference content, test function, reference
+# function) matches, then chunks, test word matches, reference word matches.
+_MODULES = 4
+_CHUNKS = 4 + 4 * _MODULES
+
+
+def summable(line: Sequence[float]) -> list[float]:
+    """A statistics line as the jar adds it into an aggregate (a perfect one-chunk match adds no chunks)."""
+    values = [float(x) for x in line]
+    if len(values) != _CHUNKS + 3:
+        raise ValueError(f"a METEOR statistics line has {_CHUNKS + 3} fields, got {len(values)}: {line!r}")
+    test = sum(values[4 + 4 * k] + values[6 + 4 * k] for k in range(_MODULES))
+    ref = sum(values[5 + 4 * k] + values[7 + 4 * k] for k in range(_MODULES))
+    if test == values[0] and ref == values[1] and values[_CHUNKS] == 1.0:
+        values[_CHUNKS] = 0.0
+    return values
+
+
+class MeteorJar:
+    """One METEOR 1.5 process (pycocoevalcap's jar, options and text normalisation); a context manager."""
+
+    def __enter__(self) -> MeteorJar:
+        reason = java_missing_reason()
+        if reason:
+            raise RuntimeError(f"METEOR statistics need Java: {reason}")
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        with english_jvm():  # the child inherits the locale at start: numbers cross the pipe as text
+            self._meteor = Meteor()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        meteor, self._meteor = self._meteor, None
+        del meteor  # Meteor.__del__ ends the Java process
+
+    def _readline(self) -> str:
+        line = self._meteor.meteor_p.stdout.readline().decode().strip()
+        if not line:
+            error = self._meteor.meteor_p.stderr.read1(4000).decode(errors="replace") if self._exited() else ""
+            raise RuntimeError(f"the METEOR jar stopped answering{': ' + error if error else ''}")
+        return line
+
+    def _exited(self) -> bool:
+        return self._meteor.meteor_p.poll() is not None
+
+    def stats(self, gts: Mapping[str, Sequence[str]], res: Mapping[str, Sequence[str]]) -> dict[str, list[float]]:
+        """Per-image `summable` statistics lines of PTB-tokenised `res` (image_id -> [caption]) against `gts`."""
+        out = {}
+        for i, caption in res.items():
+            if len(caption) != 1:
+                raise ValueError(f"image {i}: METEOR needs exactly one caption, got {len(caption)}")
+            # The same call (and hypothesis clean-up) as Meteor.compute_score makes for each image.
+            line = self._meteor._stat(caption[0], gts[i])
+            try:
+                out[i] = summable(line.split())
+            except ValueError:
+                raise RuntimeError(f"image {i}: the METEOR jar answered {line[:200]!r}") from None
+        return out
+
+    def score(self, stats: np.ndarray) -> np.ndarray:
+        """METEOR of each row of `stats` (N, K): a row is a sum of statistics lines, e.g. one resample's."""
+        stats = np.atleast_2d(np.asarray(stats, float))
+        scores = []
+        for start in range(0, len(stats), BATCH):
+            rows = stats[start:start + BATCH]
+            # repr keeps every digit, so the jar reads back exactly the float64 sum.
+            request = "EVAL ||| " + " ||| ".join(" ".join(repr(float(x)) for x in row) for row in rows)
+            self._meteor.meteor_p.stdin.write((request + "\n").encode())
+            self._meteor.meteor_p.stdin.flush()
+            scores += [float(self._readline()) for _ in range(len(rows))]
+            self._readline()  # the score of the sum of this batch: not needed
+        return np.array(scores)
+
+
+def meteor_stats(gts: Mapping[str, Sequence[str]], runs: Sequence[Mapping[str, Sequence[str]]]) -> list[dict[str, list[float]]]:
+    """Per-image METEOR statistics of several PTB-tokenised caption sets against `gts`, in one JVM."""
+    with MeteorJar() as jar:
+        return [jar.stats(gts, res) for res in runs]

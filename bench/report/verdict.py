@@ -1,0 +1,222 @@
+"""The verdict table: per axis, which paradigm is ahead, by how much, with interval and p-value.
+
+Paradigms are the labels the models declare; the two sides of each row are the best learned model of
+each paradigm on that axis (a paper compares the best of each family). Axes:
+
+- each quality metric: the paired two-level bootstrap test of the two best models from the suite's
+  comparisons.json (bench/compare.py): difference A - B (x100) with its 95% interval and the
+  Holm-adjusted p-value; "no significant difference" where p > alpha.
+- latency at equal quality: the batch-1 latency each model needs to reach a common CIDEr, the highest
+  CIDEr that every compared model reaches somewhere on its steps / beams sweep (or at its default
+  decoding when it swept nothing); the lowest latency among a model's settings that reach it, mean over
+  seeds. Reported as the ratio A / B; timings are not resampled, so there is no interval or p-value.
+- diversity (when the models sampled): the paired tests of per-image Div-1, Div-2, mBLEU-4 and
+  Self-CIDEr from comparisons.json, as for quality; "more diverse" instead of "ahead".
+- error propagation: the headline numbers the errprop phase records (lower is better: words changed
+  after an injected error, repetition rate), mean over seeds, difference only: no per-image record to
+  test, so no verdict is claimed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from bench.report.data import METRICS, Entry
+
+ALPHA = 0.05
+#: errprop headline numbers (result.json metrics), each lower-is-better, with the axis name printed.
+ERRPROP = {"injection_mean_changed": "error propagation: words changed after an injected error",
+           "repetition_rate": "error propagation: repetition rate (raw output)"}
+NO_TEST = "not tested"
+DIVERSITY_NAMES = {"div1": "Div-1 (higher: more diverse)", "div2": "Div-2 (higher: more diverse)",
+                   "mbleu4": "mBLEU-4 (lower: more diverse)", "self_cider": "Self-CIDEr (higher: more diverse)"}
+
+
+@dataclass
+class VerdictRow:
+    axis: str
+    a: str  # "paradigm: model"
+    b: str
+    difference: str  # A - B (or A / B), printed
+    interval: str
+    p: str
+    verdict: str
+
+
+def _learned(entries: list[Entry]) -> dict[str, list[Entry]]:
+    """Learned entries by declared paradigm, in suite order (the first paradigm is side A)."""
+    from bench.compare import declared_trainable  # the rule the comparisons use
+
+    groups: dict[str, list[Entry]] = {}
+    for e in sorted(entries, key=lambda e: e.order):
+        if declared_trainable(e.model, e.runs[0].result):
+            groups.setdefault(e.paradigm, []).append(e)
+    return groups
+
+
+def _side(paradigm: str, label: str) -> str:
+    return f"{paradigm}: {label}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _axis(metric: str) -> str:
+    if metric.startswith("diversity "):
+        return f"diversity: {DIVERSITY_NAMES.get(metric.removeprefix('diversity '), metric)}"
+    return metric
+
+
+def quality_rows(tests: list[dict[str, Any]], groups: dict[str, list[Entry]], task: str) -> list[VerdictRow]:
+    """Tested axes (quality metrics, then diversity) from comparisons.json's paradigm tests."""
+    rows = []
+    paradigms = list(groups)
+    mine = [t for t in tests if t.get("task") == task and t.get("kind") == "paradigm"]
+    metrics = [m for m in METRICS if any(t["metric"] == m for t in mine)]
+    metrics += [m for m in dict.fromkeys(t["metric"] for t in mine) if m not in metrics]
+    for metric in metrics:
+        for n, pa in enumerate(paradigms):
+            for pb in paradigms[n + 1:]:
+                found = [t for t in mine if t["metric"] == metric and t["paradigm_a"] == pa and t["paradigm_b"] == pb]
+                if not found:
+                    continue
+                sign = 1 if found[0].get("higher_is_better", True) else -1
+                best_a = max(found, key=lambda t: sign * t["score_a"])["model_a"]
+                best_b = max(found, key=lambda t: sign * t["score_b"])["model_b"]
+                t = next(t for t in found if t["model_a"] == best_a and t["model_b"] == best_b)
+                word = " more diverse" if metric.startswith("diversity ") else " ahead"
+                verdict = ((pa if sign * t["delta"] > 0 else pb) + word if t["p_holm"] <= ALPHA
+                           else "no significant difference")
+                scale, digits = (1, 3) if metric.startswith("diversity ") else (100, 1)
+                rows.append(VerdictRow(_axis(metric), _side(pa, best_a), _side(pb, best_b),
+                                       f"{scale * t['delta']:+.{digits}f}",
+                                       f"[{scale * t['low']:+.{digits}f}, {scale * t['high']:+.{digits}f}]",
+                                       _p(t["p_holm"]), verdict))
+    return rows
+
+
+def _curve(e: Entry) -> list[tuple[float, float]]:
+    """(CIDEr, batch-1 latency s) per decoding setting, mean over seeds; the default when nothing swept."""
+    points: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for run in e.runs:
+        lat = run.latency or {}
+        for row in run.sweep:
+            timed = [s for s in lat.get("sweeps", {}).get(row["knob"], [])
+                     if str(s.get("setting", {}).get(row["knob"])) == str(row["value"])]
+            if timed and "CIDEr" in row.get("corpus", {}):
+                points.setdefault((row["knob"], str(row["value"])), []).append(
+                    (row["corpus"]["CIDEr"], timed[0]["median_s"]))
+        if "batch1" in lat and run.corpus("CIDEr") is not None:
+            points.setdefault(("default", ""), []).append((run.corpus("CIDEr"), lat["batch1"]["median_s"]))
+    return [(statistics.fmean(c for c, _ in v), statistics.fmean(t for _, t in v)) for v in points.values()
+            if len(v) == len(e.runs)]
+
+
+def latency_row(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
+    curves = {e.label: _curve(e) for g in groups.values() for e in g}
+    curves = {k: v for k, v in curves.items() if v}
+    paradigms = [p for p in groups if any(e.label in curves for e in groups[p])]
+    if len(paradigms) < 2:
+        return []
+    level = min(max(c for c, _ in v) for v in curves.values())  # every model reaches it somewhere
+
+    def fastest(p: str) -> tuple[float, str]:
+        return min((min(t for c, t in curves[e.label] if c >= level), e.label) for e in groups[p] if e.label in curves)
+
+    rows = []
+    for n, pa in enumerate(paradigms):
+        for pb in paradigms[n + 1:]:
+            (ta, la), (tb, lb) = fastest(pa), fastest(pb)
+            rows.append(VerdictRow(f"latency at CIDEr >= {100 * level:.1f} (batch 1)",
+                                   _side(pa, f"{la} {1000 * ta:.1f} ms"), _side(pb, f"{lb} {1000 * tb:.1f} ms"),
+                                   f"x{ta / tb:.2f}", "–", "–",
+                                   f"{NO_TEST} (timings; {pa if ta < tb else pb} faster)"))
+    return rows
+
+
+def _headline(e: Entry, key: str) -> float | None:
+    """Mean over seeds of a result.json metric (None when a seed lacks it)."""
+    values = [run.result.get("metrics", {}).get(key) for run in e.runs]
+    if not all(isinstance(v, int | float) for v in values):
+        return None
+    return statistics.fmean(float(v) for v in values)
+
+
+def descriptive_rows(groups: dict[str, list[Entry]], keys: dict[str, str], lower_better: bool) -> list[VerdictRow]:
+    rows = []
+    paradigms = list(groups)
+    for key, axis in keys.items():
+        best: dict[str, tuple[float, str]] = {}
+        for p in paradigms:
+            values = [(v, e.label) for e in groups[p] if (v := _headline(e, key)) is not None]
+            if values:
+                best[p] = min(values) if lower_better else max(values)
+        present = [p for p in paradigms if p in best]
+        for n, pa in enumerate(present):
+            for pb in present[n + 1:]:
+                (va, la), (vb, lb) = best[pa], best[pb]
+                rows.append(VerdictRow(axis, _side(pa, f"{la} {va:.3g}"), _side(pb, f"{lb} {vb:.3g}"),
+                                       f"{va - vb:+.3g}", "–", "–", f"{NO_TEST} (no per-image record)"))
+    return rows
+
+
+def verdict_rows(entries: list[Entry], comparisons: dict[str, Any] | None, task: str) -> list[VerdictRow]:
+    """Every axis of one task, in the order quality, diversity, latency, error propagation."""
+    groups = _learned([e for e in entries if e.task == task])
+    if len(groups) < 2:
+        return []
+    rows = quality_rows((comparisons or {}).get("tests", []), groups, task)
+    rows += latency_row(groups)
+    rows += descriptive_rows(groups, ERRPROP, lower_better=True)
+    return rows
+
+
+def verdict_note(comparisons: dict[str, Any] | None) -> str:
+    method = (comparisons or {}).get("method", "no comparisons recorded")
+    n = (comparisons or {}).get("n_resamples")
+    return (f"Each side: the best learned model of that paradigm on the axis. Quality: A - B x100, 95% interval "
+            f"and p from the {method}" + (f" ({n} resamples)" if n else "") + f"; significant at {ALPHA}. Latency "
+            "at equal quality: lowest batch-1 latency reaching the highest CIDEr every model reaches on its "
+            "sweep. Diversity: A - B of the per-image measure. Error propagation: means over seeds, descriptive only.")
+
+
+# ---------------------------------------------------------------- renderers
+
+HEADER = ["axis", "A", "B", "A - B", "95% interval", "p (Holm)", "verdict"]
+
+
+def _cells(r: VerdictRow) -> list[str]:
+    return [r.axis, r.a, r.b, r.difference, r.interval, r.p, r.verdict]
+
+
+def verdict_markdown(rows: list[VerdictRow], note: str, prov) -> str:
+    from bench.report.footer import footer_markdown
+    from bench.report.tables import _md_table
+
+    return _md_table(HEADER, [_cells(r) for r in rows]) + "\n" + note + "  \n\n" + footer_markdown(prov)
+
+
+def verdict_latex(rows: list[VerdictRow], note: str, prov, caption: str, label: str) -> str:
+    from bench.report.footer import footer_latex
+    from bench.report.tables import tex_escape
+
+    lines = ["% Generated by `bench report` from the result files; do not edit. Needs \\usepackage{booktabs}.",
+             "\\begin{table*}[t]", "\\centering", "\\small", "\\begin{tabular}{lllrllp{4.2cm}}", "\\toprule",
+             "Axis & A & B & A $-$ B & 95\\% interval & $p$ (Holm) & Verdict \\\\", "\\midrule"]
+    for r in rows:
+        lines.append(" & ".join(tex_escape(c) for c in _cells(r)) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    body = "\n".join(lines) + "\n"
+    body += "\\par\\smallskip\n{\\footnotesize\\raggedright " + tex_escape(note) + "\\par}\n"
+    body += footer_latex(prov, tex_escape)
+    return body + f"\\caption{{{tex_escape(caption)}}}\n\\label{{{label}}}\n\\end{{table*}}\n"
+
+
+def verdict_csv(rows: list[VerdictRow], prov) -> str:
+    from bench.report.footer import footer_csv
+    from bench.report.tables import _csv
+
+    return _csv(HEADER, [_cells(r) for r in rows]) + footer_csv(prov)

@@ -1,0 +1,107 @@
+"""bench/compare.py without Java: which pairs a suite compares, and Holm over the suite's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.compare import Model, Run, comparison_rows, diversity_tests, pairs, verdict_text
+from tests.test_stats import caption_set, rouge_per_image
+
+
+def model(label: str, paradigm: str, trainable: bool, order: int, cider: float = 0.0) -> Model:
+    m = Model("shapes", label, paradigm, trainable, order)
+    m.runs = [Run(f"{label}-0", 0, {}, {}, {"CIDEr": cider}, None)]
+    return m
+
+
+def test_pairs_follow_the_declared_paradigms_and_the_best_reference():
+    models = [model("const", "reference", False, 0, 0.1), model("nn", "reference", False, 1, 0.4),
+              model("diff", "diffusion", True, 2), model("ar1", "autoregressive", True, 3),
+              model("ar2", "autoregressive", True, 4), model("masked", "masked-diffusion", True, 5)]
+    got = [(kind, a.label, b.label) for kind, a, b in pairs(models)]
+    assert got == [("paradigm", "diff", "ar1"), ("paradigm", "diff", "ar2"), ("paradigm", "diff", "masked"),
+                   ("paradigm", "ar1", "masked"), ("paradigm", "ar2", "masked"),
+                   ("reference", "diff", "nn"), ("reference", "ar1", "nn"), ("reference", "ar2", "nn"),
+                   ("reference", "masked", "nn")]
+    # One paradigm and no reference: nothing to compare.
+    assert pairs([model("ar1", "autoregressive", True, 0), model("ar2", "autoregressive", True, 1)]) == []
+
+
+def test_comparisons_are_holm_adjusted_over_the_suite():
+    gts, runs = caption_set(150, (0.1, 0.12, 0.5, 0.52, 0.9), seed=3)
+    metrics = ("BLEU-4", "ROUGE-L", "CIDEr")
+
+    def with_seeds(label, paradigm, trainable, order, seeds):
+        m = Model("shapes", label, paradigm, trainable, order, gts=gts)
+        for n, res in enumerate(seeds):
+            per = rouge_per_image(gts, res)
+            m.runs.append(Run(f"{label}-{n}", n, res, per, {k: 0.5 for k in metrics}, None))
+        return m
+
+    models = [with_seeds("ref", "reference", False, 0, [runs[4]]),
+              with_seeds("good", "diffusion", True, 1, runs[0:2]),
+              with_seeds("bad", "autoregressive", True, 2, runs[2:4])]
+    rows = comparison_rows(models, None, n_resamples=300)
+    assert [(r["model_a"], r["model_b"]) for r in rows[::3]] == [("good", "bad"), ("good", "ref"), ("bad", "ref")]
+    assert [r["metric"] for r in rows[:3]] == list(metrics)
+    k = len(rows)
+    for r in rows:
+        assert r["p"] <= r["p_holm"] <= min(1.0, k * r["p"]) + 1e-12
+        assert r["delta"] > 0 and r["significant"], r  # each A is clearly better than its B
+        assert r["low"] > 0 and r["seeds_a"] == [0, 1]
+    smallest = min(rows, key=lambda r: r["p"])
+    assert smallest["p_holm"] == pytest.approx(k * smallest["p"])
+
+
+class Recorder:
+    def __init__(self):
+        self.paths = []
+
+    def log_artifact(self, path):
+        self.paths.append(path.name)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_suite_logs_the_comparisons_and_survives_their_failure(tmp_path, monkeypatch, fails):
+    import bench.compare
+    import bench.report
+    from bench import suite
+
+    def compare_suite(suite_dir, results, echo=print):
+        if fails:
+            raise RuntimeError("no java")
+        return [suite_dir / "comparisons.json", suite_dir / "seeds.md"]
+
+    monkeypatch.setattr(bench.compare, "compare_suite", compare_suite)
+    monkeypatch.setattr(bench.report, "build_report", lambda suite_dir, results: [suite_dir / "report.md"])
+    tracker, messages = Recorder(), []
+    result = {"label": "constant", "task": "shapes", "seed": 0, "status": "ok", "metrics": {"CIDEr": 0.5}}
+    suite._summarise(tmp_path, [result], tracker, 0.0, messages.append)
+    expected = ["summary.md", "summary.csv", "report.md"]
+    assert tracker.paths == (expected if fails else [*expected[:2], "comparisons.json", "seeds.md", "report.md"])
+    assert any("paired comparisons not written: RuntimeError: no java" in m for m in messages) == fails
+    assert (tmp_path / "summary.csv").is_file()
+
+
+def test_diversity_is_compared_per_image_across_seeds():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ids = [f"im{k}" for k in range(80)]
+
+    def sampled(label, paradigm, div2, mbleu4):
+        m = model(label, paradigm, True, 0)
+        m.runs = [Run(f"{label}-{s}", s, {}, {}, {}, None,
+                      {i: {"div2": div2 + rng.normal(0, 0.05), "mbleu4": mbleu4 + rng.normal(0, 0.05)} for i in ids})
+                  for s in (0, 1)]
+        return m
+
+    diverse, plain = sampled("d", "diffusion", 0.8, 0.2), sampled("a", "autoregressive", 0.5, 0.6)
+    tests = diversity_tests(diverse, plain, n_resamples=300)
+    assert set(tests) == {"diversity div2", "diversity mbleu4"}
+    assert tests["diversity div2"].delta > 0 and tests["diversity mbleu4"].delta < 0
+    assert all(t.p_value < 0.01 and t.n_seeds == (2, 2) for t in tests.values())
+    row = {"metric": "diversity mbleu4", "delta": tests["diversity mbleu4"].delta, "higher_is_better": False,
+           "significant": True, "model_a": "d", "model_b": "a"}
+    assert verdict_text(row) == "d more diverse"
+    assert diversity_tests(diverse, model("r", "reference", False, 0), 10) == {}  # no samples: no test

@@ -1,0 +1,66 @@
+"""Exact METEOR resampling from summed statistics lines (bench/metrics/meteor.py) against pycocoevalcap.
+
+One METEOR process serves the module (it takes half a minute to load its paraphrase table); the golden
+values come from pycocoevalcap's own `Meteor.compute_score` on that process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.metrics import stats
+from tests.test_stats import caption_set, resampled_set
+
+pytestmark = pytest.mark.java
+
+
+@pytest.fixture(scope="module")
+def jar():
+    from bench.metrics.meteor import MeteorJar
+
+    with MeteorJar() as jar:
+        yield jar
+
+
+@pytest.fixture(scope="module")
+def data(jar):
+    gts, (good, bad) = caption_set(40, (0.2, 0.6), seed=11)
+    for i in list(good)[:4]:
+        good[i] = [gts[i][0]]  # perfect one-chunk matches: the aggregation's special case
+    return gts, good, bad, jar.stats(gts, good), jar.stats(gts, bad)
+
+
+def pycoco(jar, gts, res) -> float:
+    return jar._meteor.compute_score(gts, res)[0]
+
+
+def test_a_resample_scores_as_pycocoevalcap_on_the_resampled_set(jar, data):
+    gts, res, _, lines, _ = data
+    ids = list(res)
+    matrix = np.array([lines[i] for i in ids])
+    draws = np.random.default_rng(4).integers(0, len(ids), len(ids))
+    counts = np.bincount(draws, minlength=len(ids)).astype(float)
+    assert counts.max() > 1 and counts[:4].sum() > 0  # duplicates, and the perfect match drawn
+    ours, full = jar.score(np.stack([counts @ matrix, matrix.sum(axis=0)]))
+    assert ours == pytest.approx(pycoco(jar, *resampled_set(gts, res, draws)), abs=1e-12)
+    assert full == pytest.approx(pycoco(jar, gts, res), abs=1e-12)
+
+
+def test_bootstrap_ci_with_statistics_is_exact_and_centred(jar, data):
+    gts, res, _, lines, _ = data
+    ci = stats.bootstrap_ci(gts, res, ("METEOR",), meteor_stats=lines, n_resamples=200,
+                            meteor_score=jar.score)["METEOR"]
+    assert ci.point == pytest.approx(pycoco(jar, gts, res), abs=1e-12)
+    assert ci.low < ci.point < ci.high
+
+
+def test_paired_tests_use_the_statistics(jar, data):
+    gts, good, bad, good_lines, bad_lines = data
+    same = stats.paired_test(gts, good, good, "METEOR", meteor_stats=(good_lines, good_lines), n_resamples=100,
+                             meteor_score=jar.score)
+    assert same.delta == 0.0 and same.p_value == 1.0
+    better = stats.seed_paired_test(gts, [good], [bad], ("METEOR",), meteor_stats=([good_lines], [bad_lines]),
+                                    n_resamples=200, meteor_score=jar.score)["METEOR"]
+    assert better.score_a == pytest.approx(pycoco(jar, gts, good), abs=1e-12)
+    assert better.low > 0 and better.p_value < 0.01
