@@ -417,14 +417,20 @@ def quality_vs_diversity(entries: list[Entry], styles: dict[str, Style]):
         return None
     labels = sorted({label for label, _ in points})
     fig, (ax,) = _figure(legend_items=len(labels) + 2, panel_height=2.2)
-    for (label, method), (x, mean, best) in sorted(points.items()):
+    means = [mean for _, mean, _ in points.values()]
+    y_span = (max(means) - min(means)) or 1.0
+    placed: list[tuple[float, float]] = []
+    for (label, method), (x, mean, best) in sorted(points.items(), key=lambda kv: (kv[1][0], kv[1][1])):
         st = styles[label]
         ax.plot([x, x], [mean, best], color=st.colour, linewidth=0.8, zorder=1)
         ax.plot([x], [mean], marker=st.marker, color=st.colour, markeredgewidth=0, linestyle="none", zorder=2)
         ax.plot([x], [best], marker=st.marker, markerfacecolor="white", markeredgecolor=st.colour,
                 markeredgewidth=0.9, linestyle="none", zorder=2)
-        ax.annotate(method, (x, mean), xytext=(3, -3), textcoords="offset points", fontsize=6,
-                    color=st.colour, va="top")
+        # A label that would sit on a neighbour's goes one line lower for each neighbour it would hit.
+        crowded = sum(abs(x - px) < 0.12 and abs(mean - py) < 0.08 * y_span for px, py in placed)
+        ax.annotate(method, (x, mean), xytext=(3, -3 - 7 * crowded), textcoords="offset points",
+                    fontsize=6, color=st.colour, va="top")
+        placed.append((x, mean))
     ax.set(xlabel="Self-CIDEr (diversity, 0 to 1)", ylabel="CIDEr (x100) of the k samples")
     ax.set_xlim(-0.05, 1.05)
     handles = [Line2D([], [], color=styles[m].colour, marker=styles[m].marker, markeredgewidth=0,
