@@ -271,11 +271,25 @@ def diversity_tests(a: Model, b: Model, n_resamples: int) -> dict[str, Any]:
     return {f"diversity {m}": t for m, t in tests.items()}
 
 
+def resamples_for(models: Sequence[Model], n_resamples: int = N_RESAMPLES) -> int:
+    """At least `n_resamples`, and enough that a difference no resample reaches can still be significant
+    after Holm's correction: a bootstrap p-value is at least 1 / (B + 1), so B >= 2 m / alpha for m tests
+    (counted from above: every metric of every pair, diversity measures included) keeps the smallest
+    attainable adjusted p at alpha / 2 or below. Rounded up to a thousand."""
+    tests = 0
+    for task in dict.fromkeys(m.task for m in models):
+        for kind, a, b in pairs([m for m in models if m.task == task]):
+            tests += len([x for x in a.metrics() if x in b.metrics()]) + (len(DIVERSITY) if kind == "paradigm" else 0)
+    needed = math.ceil(2 * tests / ALPHA)
+    return max(n_resamples, 1000 * math.ceil(needed / 1000))
+
+
 def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_RESAMPLES) -> list[dict[str, Any]]:
     """Every paired test of the suite (quality; diversity between learned models), Holm-adjusted together."""
     from bench.metrics.stats import holm, seed_paired_test
 
     rows = []
+    n_resamples = resamples_for(models, n_resamples)
     for task in dict.fromkeys(m.task for m in models):
         for kind, a, b in pairs([m for m in models if m.task == task]):
             ids = _common([a, b])
@@ -361,12 +375,15 @@ def compare_suite(suite_dir: Path, results: Sequence[dict[str, Any]], n_resample
         seeds = seed_rows(models, score, n_resamples)
         tests = comparison_rows(models, score, n_resamples)
     meta = {"confidence": CONFIDENCE, "n_resamples": n_resamples, "alpha": ALPHA}
+    paired = resamples_for(models, n_resamples)
     write_json(suite_dir / files.SEEDS, {**meta, "method": TWO_LEVEL_METHOD, "models": seeds})
-    write_json(suite_dir / files.COMPARISONS, {**meta, "method": PAIRED_METHOD, "tests": tests})
+    write_json(suite_dir / files.COMPARISONS, {**meta, "n_resamples": paired, "method": PAIRED_METHOD,
+                                               "tests": tests})
     seeds_md = to_markdown(seed_table(seeds)) + (
         f"\nMetrics x100: mean ± sd over seeds [{CONFIDENCE:.0%} interval: {TWO_LEVEL_METHOD}].\n")
     tests_md = to_markdown(comparison_table(tests)) + (
-        f"\nMetrics x100; {PAIRED_METHOD}; significant at {ALPHA} after adjustment; {n_resamples} resamples.\n")
+        f"\nMetrics x100; {PAIRED_METHOD}; significant at {ALPHA} after adjustment; {paired} resamples "
+        f"(enough for the smallest attainable adjusted p to be at most {ALPHA / 2:g}).\n")
     seeds_json, tests_json = suite_dir / files.SEEDS, suite_dir / files.COMPARISONS
     paths = [seeds_json, seeds_json.with_suffix(".csv"), seeds_json.with_suffix(".md"), tests_json,
              tests_json.with_suffix(".csv"), tests_json.with_suffix(".md")]

@@ -105,3 +105,21 @@ def test_diversity_is_compared_per_image_across_seeds():
            "significant": True, "model_a": "d", "model_b": "a"}
     assert verdict_text(row) == "d more diverse"
     assert diversity_tests(diverse, model("r", "reference", False, 0), 10) == {}  # no samples: no test
+
+
+def test_enough_resamples_that_holm_can_still_find_a_difference():
+    from bench.compare import ALPHA, resamples_for
+
+    def model(label, paradigm, trainable, order):
+        corpus = {m: 0.5 for m in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")}
+        return Model("shapes", label, paradigm, trainable, order, runs=[Run(f"{label}-0", 0, {}, {}, corpus, None)])
+
+    few = [model("a", "diffusion", True, 0), model("b", "autoregressive", True, 1)]
+    assert resamples_for(few, 1000) == 1000  # 8 tests: 1000 resamples already resolve p = alpha / 16
+    many = few + [model(f"m{i}", kind, True, 2 + i) for i, kind in
+                  enumerate(["diffusion", "autoregressive"] * 4)] + [model("nn", "reference", False, 20)]
+    tests = sum(4 + (4 if kind == "paradigm" else 0) for kind, _, _ in pairs(many))
+    b = resamples_for(many, 1000)
+    assert b % 1000 == 0 and b >= 2 * tests / ALPHA
+    # the smallest bootstrap p-value, times the number of tests (Holm's first step), is significant
+    assert tests / (b + 1) <= ALPHA / 2
