@@ -256,17 +256,20 @@ def diversity_tests(a: Model, b: Model, n_resamples: int) -> dict[str, Any]:
     """Paired two-level tests of per-image diversity (seeds, then the images both sampled), or {}."""
     from bench.metrics.stats import seed_paired_test
 
-    if any(r.diversity is None for r in (*a.runs, *b.runs)):
+    # The seeds that sampled (a suite may run the diversity phase on some seeds only: phase_seeds).
+    runs_a = [r for r in a.runs if r.diversity is not None]
+    runs_b = [r for r in b.runs if r.diversity is not None]
+    if not runs_a or not runs_b:
         return {}
-    ids = sorted(set.intersection(*(set(r.diversity) for r in (*a.runs, *b.runs))))
-    metrics = [m for m in DIVERSITY if ids and all(m in r.diversity[ids[0]] for r in (*a.runs, *b.runs))]
+    ids = sorted(set.intersection(*(set(r.diversity) for r in (*runs_a, *runs_b))))
+    metrics = [m for m in DIVERSITY if ids and all(m in r.diversity[ids[0]] for r in (*runs_a, *runs_b))]
     if not metrics:
         return {}
     # Per-image means need no texts: placeholders satisfy the shared checks.
     blank = {i: ["-"] for i in ids}
-    tests = seed_paired_test(blank, [blank] * len(a.runs), [blank] * len(b.runs), metrics,
-                             ([{i: r.diversity[i] for i in ids} for r in a.runs],
-                              [{i: r.diversity[i] for i in ids} for r in b.runs]),
+    tests = seed_paired_test(blank, [blank] * len(runs_a), [blank] * len(runs_b), metrics,
+                             ([{i: r.diversity[i] for i in ids} for r in runs_a],
+                              [{i: r.diversity[i] for i in ids} for r in runs_b]),
                              n_resamples=n_resamples, confidence=CONFIDENCE)
     return {f"diversity {m}": t for m, t in tests.items()}
 

