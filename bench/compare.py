@@ -240,11 +240,17 @@ def seed_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_RESAMP
 def pairs(models: Sequence[Model]) -> list[tuple[str, Model, Model]]:
     """(kind, A, B) of one task's models: across declared paradigms (learned), and learned vs best reference."""
     learned = [m for m in models if m.trainable]
-    paradigms = list(dict.fromkeys(m.paradigm for m in sorted(learned, key=lambda m: m.order)))
+    # Grouped by the label each model declares, in suite order; no paradigm is special.
+    groups: dict[str, list[Model]] = {}
+    for m in sorted(learned, key=lambda m: m.order):
+        groups.setdefault(m.paradigm, [])
+    for m in learned:
+        groups[m.paradigm].append(m)
+    labels = list(groups)
     out = []
-    for n, pa in enumerate(paradigms):
-        for pb in paradigms[n + 1:]:
-            out += [("paradigm", a, b) for a in learned if a.paradigm == pa for b in learned if b.paradigm == pb]
+    for n, pa in enumerate(labels):
+        for pb in labels[n + 1:]:
+            out += [("paradigm", a, b) for a in groups[pa] for b in groups[pb]]
     references = [m for m in models if not m.trainable and PRIMARY in m.metrics()]
     if references:
         best = max(references, key=lambda m: sum(r.corpus[PRIMARY] for r in m.runs) / len(m.runs))
