@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.attention import CrossAttentionLayer
+
 MemoryKV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (batch, heads, M, head_dim)
 
 
@@ -30,44 +32,11 @@ def timestep_embedding(t: torch.Tensor, width: int, max_period: float = 10000.0)
     return F.pad(emb, (0, width % 2))
 
 
-class DiffuserLayer(nn.Module):
-    """Self-attention, cross-attention to the image tokens, FFN; each followed by add & LayerNorm."""
+class DiffuserLayer(CrossAttentionLayer):
+    """Self-attention, cross-attention to the image tokens, FFN; each followed by add & LayerNorm (BERT)."""
 
     def __init__(self, width: int, heads: int, ffn: int, memory_width: int, dropout: float):
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"diffuser width {width} is not divisible by {heads} heads")
-        self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(width, 3 * width)
-        self.self_out = nn.Linear(width, width)
-        self.norm1 = nn.LayerNorm(width, eps=1e-12)
-        self.cross_q = nn.Linear(width, width)
-        self.cross_kv = nn.Linear(memory_width, 2 * width)
-        self.cross_out = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width, eps=1e-12)
-        self.ffn = nn.Sequential(nn.Linear(width, ffn), nn.GELU(), nn.Linear(ffn, width))
-        self.norm3 = nn.LayerNorm(width, eps=1e-12)
-        self.drop = nn.Dropout(dropout)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, -1).transpose(1, 2)
-
-    def _merge(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, n, _ = x.shape
-        return x.transpose(1, 2).reshape(b, n, -1)
-
-    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.cross_kv(memory).chunk(2, dim=-1)
-        return self._split(k), self._split(v)
-
-    def forward(self, h: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        p = self.dropout if self.training else 0.0
-        q, k, v = (self._split(x) for x in self.qkv(h).chunk(3, dim=-1))
-        h = self.norm1(h + self.drop(self.self_out(self._merge(F.scaled_dot_product_attention(q, k, v, dropout_p=p)))))
-        cross = F.scaled_dot_product_attention(self._split(self.cross_q(h)), *kv, dropout_p=p)
-        h = self.norm2(h + self.drop(self.cross_out(self._merge(cross))))
-        return self.norm3(h + self.drop(self.ffn(h)))
+        super().__init__(width, heads, ffn, memory_width, dropout, pre_norm=False, eps=1e-12)
 
 
 class Diffuser(nn.Module):

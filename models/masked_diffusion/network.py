@@ -13,49 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from models.attention import CrossAttentionLayer
 from models.masked_diffusion.config import MDMConfig
 
 MemoryKV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (batch, heads, M, head_dim) keys, values
 
 
-class Block(nn.Module):
+class Block(CrossAttentionLayer):
     """x + SelfAttn(LN x); x + CrossAttn(LN x, image); x + FFN(LN x)."""
 
     def __init__(self, width: int, heads: int, ffn: int, memory_width: int, dropout: float):
-        super().__init__()
-        self.heads, self.dropout = heads, dropout
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.self_out = nn.Linear(width, width)
-        self.cross_q = nn.Linear(width, width)
-        self.cross_kv = nn.Linear(memory_width, 2 * width)
-        self.cross_out = nn.Linear(width, width)
-        self.ffn = nn.Sequential(nn.Linear(width, ffn), nn.GELU(), nn.Linear(ffn, width))
-        self.drop = nn.Dropout(dropout)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, -1).transpose(1, 2)
-
-    @staticmethod
-    def _merge(x: torch.Tensor) -> torch.Tensor:
-        b, _, n, _ = x.shape
-        return x.transpose(1, 2).reshape(b, n, -1)
-
-    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.cross_kv(memory).chunk(2, dim=-1)
-        return self._split(k), self._split(v)
-
-    def forward(self, h: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        p = self.dropout if self.training else 0.0
-        q, k, v = (self._split(x) for x in self.qkv(self.norm1(h)).chunk(3, dim=-1))
-        h = h + self.drop(self.self_out(self._merge(F.scaled_dot_product_attention(q, k, v, dropout_p=p))))
-        cross = F.scaled_dot_product_attention(self._split(self.cross_q(self.norm2(h))), *kv, dropout_p=p)
-        h = h + self.drop(self.cross_out(self._merge(cross)))
-        return h + self.drop(self.ffn(self.norm3(h)))
+        super().__init__(width, heads, ffn, memory_width, dropout, pre_norm=True, eps=1e-5)
 
 
 class MaskedDenoiser(nn.Module):
