@@ -17,8 +17,10 @@ SCRATCH = "scratch"  # a randomly initialised BERT of the sizes text_width/text_
 
 
 @dataclass
-class LaDiCConfig(CaptionerConfig):
-    # -- image encoder --------------------------------------------------------------------------
+class ImageEncoderConfig(CaptionerConfig):
+    """The image encoder fields (models/ladic/encoders.py), shared with every captioner that reuses
+    LaDiC's encoders (the masked-diffusion captioner), so a comparison can hold the encoder fixed."""
+
     image_encoder: str = "blip"  # blip: frozen BLIP ViT | conv: small trainable conv stem + transformer
     image_source: str = BLIP_ID  # BLIP checkpoint (hub id or local dir) for image_encoder=blip
     image_size: int = 224
@@ -28,6 +30,10 @@ class LaDiCConfig(CaptionerConfig):
     image_patch: int = 16  # blip: ViT patch size; conv: the stem's total stride (8 or 16)
     image_norm: str = "clip"  # clip (BLIP's and the released code's mean/std) | half (0.5/0.5)
     augment: str = "none"  # none | crop | crop_flip (models.imaging.augment)
+
+
+@dataclass
+class LaDiCConfig(ImageEncoderConfig):
     # -- text latent space (split BERT) ---------------------------------------------------------
     text_source: str = BERT_ID  # hub id / local dir | "minilm" | "scratch"
     tokenizer: str = "wordpiece"  # wordpiece (the BERT's own) | word (word-level, fitted on captions)

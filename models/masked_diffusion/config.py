@@ -9,22 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import CaptionerConfig
-from models.ladic.config import BLIP_ID
+from models.ladic.config import ImageEncoderConfig
 
 
 @dataclass
-class MDMConfig(CaptionerConfig):
-    # -- image encoder (LaDiC's, by import: models.ladic.encoders) -------------------------------
-    image_encoder: str = "blip"  # blip: frozen BLIP ViT | conv: small trainable conv encoder
-    image_source: str = BLIP_ID  # BLIP checkpoint (hub id or local dir) for image_encoder=blip
-    image_size: int = 224
-    image_width: int = 768
-    image_layers: int = 12
-    image_heads: int = 12
-    image_patch: int = 16  # blip: ViT patch size; conv: the stem's total stride (8 or 16)
-    image_norm: str = "clip"  # clip (BLIP's mean/std) | half (0.5/0.5)
-    augment: str = "none"  # none | crop | crop_flip (models.imaging.augment)
+class MDMConfig(ImageEncoderConfig):
+    # The image encoder fields are LaDiC's (ImageEncoderConfig; the encoders by import).
     pretrained: bool = True  # False: the BLIP architecture with random weights (latency, offline)
     # -- captions -------------------------------------------------------------------------------
     tokenizer: str = "wordpiece"  # wordpiece: bert-base-uncased's vocabulary | word: fitted on captions
@@ -48,6 +38,13 @@ class MDMConfig(CaptionerConfig):
     threshold: float = 0.0  # Fast-dLLM's confidence threshold (0: off, the step schedule applies)
     blocks: int = 1  # semi-autoregressive blocks (LLaDA), decoded left to right
     sample_temperature: float = 1.0  # the `sampling` probe's temperature when decoding has none
+
+    def weights_sources(self) -> dict[str, str]:
+        """role -> pretrained weights this config loads, for the job's identity (bench/plan.py): the
+        frozen BLIP image encoder (the vocabulary is bert-base-uncased's, shipped by a pinned package)."""
+        if self.pretrained and self.image_encoder == "blip":
+            return {"image_encoder": self.image_source}
+        return {}
 
 
 CHOICES = {
