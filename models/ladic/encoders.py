@@ -43,8 +43,10 @@ def blip_vision_config(size: int, width: int, layers: int, heads: int, patch: in
             "num_attention_heads": heads, "intermediate_size": 4 * width, "patch_size": patch}
 
 
-def build_blip_encoder(vision_config: dict[str, Any], source: str | None) -> BlipImageEncoder:
+def build_blip_encoder(vision_config: dict[str, Any], source: str | None,
+                       offline: str = "ladic-mini") -> BlipImageEncoder:
     """The BLIP vision tower: loaded from a BLIP checkpoint when `source` is given, else random init.
+    `offline`: the variant a missing checkpoint's error suggests instead.
 
     A captioning checkpoint (BlipForConditionalGeneration) keeps the tower under `vision_model.`;
     loading it as a bare BlipVisionModel would silently re-initialise every weight, so the whole
@@ -58,7 +60,7 @@ def build_blip_encoder(vision_config: dict[str, Any], source: str | None) -> Bli
 
     from models.weights import load_pretrained
 
-    blip = load_pretrained(BlipForConditionalGeneration.from_pretrained, source, "ladic-mini")
+    blip = load_pretrained(BlipForConditionalGeneration.from_pretrained, source, offline)
     return BlipImageEncoder(blip.vision_model)
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from models.ladic.config import MINILM, SCRATCH, LaDiCConfig
+from models.ladic.config import MINILM, SCRATCH, ImageEncoderConfig, LaDiCConfig
 from models.ladic.diffuser import Diffuser
 from models.ladic.diffusion import Diffusion
 from models.ladic.encoders import ConvImageEncoder, blip_vision_config, build_blip_encoder
@@ -127,9 +127,12 @@ def resolve_text(cfg: LaDiCConfig, captions: list[str], log: Callable[[str], Non
     return TextParts(mlm.config, CaptionCodec(tokenizer.backend_tokenizer), mlm.bert, mlm.cls.predictions)
 
 
-def build_image_encoder(cfg: LaDiCConfig, vision_config: dict[str, Any] | None = None,
-                        load_weights: bool = True) -> tuple[nn.Module, dict[str, Any] | None]:
-    """The image encoder and, for BLIP, the vision config to rebuild it with."""
+def build_image_encoder(cfg: ImageEncoderConfig, vision_config: dict[str, Any] | None = None,
+                        load_weights: bool = True, offline: str = "ladic-mini",
+                        ) -> tuple[nn.Module, dict[str, Any] | None]:
+    """The image encoder of `cfg` (any config with the image-encoder fields, `pretrained` and `dropout`)
+    and, for BLIP, the vision config to rebuild it with. `offline`: the variant a missing checkpoint's
+    error suggests instead."""
     if cfg.image_encoder == "conv":
         return ConvImageEncoder(cfg.image_size, cfg.image_width, cfg.image_layers, cfg.image_heads,
                                 cfg.dropout, cfg.image_patch), None
@@ -137,7 +140,7 @@ def build_image_encoder(cfg: LaDiCConfig, vision_config: dict[str, Any] | None =
         vision_config = blip_vision_config(cfg.image_size, cfg.image_width, cfg.image_layers,
                                            cfg.image_heads, cfg.image_patch)
     source = cfg.image_source if (cfg.pretrained and load_weights) else None
-    encoder = build_blip_encoder(vision_config, source)
+    encoder = build_blip_encoder(vision_config, source, offline)
     return encoder, encoder.vision.config.to_dict()
 
 

@@ -89,26 +89,6 @@ def _init_weights(module: nn.Module) -> None:
 def build_image_encoder(cfg: MDMConfig, vision_config: dict[str, Any] | None = None,
                         load_weights: bool = True) -> tuple[nn.Module, dict[str, Any] | None]:
     """LaDiC's image encoder for these settings and, for BLIP, the vision config that rebuilds it."""
-    from models.ladic.encoders import (
-        BlipImageEncoder,
-        ConvImageEncoder,
-        blip_vision_config,
-        build_blip_encoder,
-    )
+    from models.ladic.network import build_image_encoder as ladic_image_encoder
 
-    if cfg.image_encoder == "conv":
-        return ConvImageEncoder(cfg.image_size, cfg.image_width, cfg.image_layers, cfg.image_heads,
-                                cfg.dropout, cfg.image_patch), None
-    if vision_config is None:
-        vision_config = blip_vision_config(cfg.image_size, cfg.image_width, cfg.image_layers,
-                                           cfg.image_heads, cfg.image_patch)
-    if cfg.pretrained and load_weights:
-        from transformers import BlipForConditionalGeneration
-
-        from models.weights import load_pretrained
-
-        blip = load_pretrained(BlipForConditionalGeneration.from_pretrained, cfg.image_source, "mdm-mini")
-        encoder = BlipImageEncoder(blip.vision_model)
-    else:
-        encoder = build_blip_encoder(vision_config, None)
-    return encoder, encoder.vision.config.to_dict()
+    return ladic_image_encoder(cfg, vision_config, load_weights, offline="mdm-mini")
