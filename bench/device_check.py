@@ -22,6 +22,11 @@ and the check reads them from DIR through $BENCH_BERT_VOCAB_DIR (`--vocab DIR` s
 
 Results: results.json (every measurement), device-check.md (tables) and latency_vs_length.png, written
 to `--out`. Nothing is copied from a paper: the figure's published points are drawn as such and labelled.
+
+`--merge DIR [DIR ...]` combines the results.json of several runs (e.g. a run stopped by a time limit and
+a second run for the models it did not reach) into one set of outputs: a model in a later run replaces
+the same model of an earlier one, each model records the run it came from, and runs that disagree on the
+GPU, torch, transformers, images, repeats or --tiny are refused.
 """
 
 from __future__ import annotations
@@ -281,6 +286,7 @@ def check_model(check: ModelCheck, device: str, dtypes: list[str], images: int, 
     pixels = (pixel[None] + 0.5 * torch.randn(images, *pixel.shape, generator=generator)).to(device)
     out: dict[str, Any] = {"model": check.name, "class": type(model).__name__, "paradigm": model.paradigm,
                            "parameters": sum(p.numel() for p in model.module.parameters()),
+                           "default_decoding": model.default_decoding(),  # what throughput runs
                            "latency": [], "throughput": {}, "compiled": [], "errors": {}}
 
     def guarded(part: str, fn: Callable[[], Any]) -> Any:
@@ -365,6 +371,60 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
+#: What merged runs must agree on: (where it is recorded, key).
+MERGE_MUST_AGREE = (("environment", "gpu"), ("environment", "torch"), ("environment", "transformers"),
+                    (None, "images"), (None, "repeats"), (None, "tiny"))
+
+
+class MergeError(ValueError):
+    """Runs that cannot be merged (missing file, or different settings or environment)."""
+
+
+def merge(directories: list[Path]) -> dict[str, Any]:
+    """One results dict from the results.json of each of `directories`, in order.
+
+    A model in a later run replaces the same model of an earlier one (keeping its place). The merged
+    results hold a "runs" list (number from 1, path, the models each run measured, and its max_batch,
+    dtypes and argv where the run recorded them) and every model a "run": the number of the run its
+    measurements come from."""
+    loaded = []
+    for directory in directories:
+        path = directory / "results.json"
+        try:
+            loaded.append((path, json.loads(path.read_text())))
+        except (OSError, ValueError) as err:
+            raise MergeError(f"cannot read {path}: {err}") from err
+    first_path, first = loaded[0]
+    differences = []
+    for section, key in MERGE_MUST_AGREE:
+        def value(results: dict[str, Any], section=section, key=key) -> Any:
+            return (results.get(section) or {}).get(key) if section else results.get(key)
+
+        label = f"{section}.{key}" if section else key
+        for path, results in loaded[1:]:
+            if value(results) != value(first):
+                differences.append(f"{label}: {first_path} has {value(first)!r}, {path} has {value(results)!r}")
+    if differences:
+        raise MergeError("the runs differ in " + "; ".join(differences))
+    merged: dict[str, Any] = {k: v for k, v in first.items() if k not in ("models", "max_batch", "argv", "dtypes")}
+    merged["runs"], merged["models"] = [], []
+    where: dict[str, int] = {}
+    for number, (path, results) in enumerate(loaded, start=1):
+        run = {"run": number, "path": str(path.parent), "models": [m["model"] for m in results["models"]]}
+        run.update({k: results[k] for k in ("max_batch", "dtypes", "argv") if k in results})
+        if results.get("environment") != first.get("environment"):
+            run["environment"] = results.get("environment")
+        merged["runs"].append(run)
+        for model in results["models"]:
+            model = {**model, "run": number}
+            if model["model"] in where:
+                merged["models"][where[model["model"]]] = model
+            else:
+                where[model["model"]] = len(merged["models"])
+                merged["models"].append(model)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench device-check", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/device-check"))
@@ -377,7 +437,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=None, help="largest throughput batch tried")
     parser.add_argument("--vocab", type=Path, help="BERT tokenizer files (made by --prepare)")
     parser.add_argument("--prepare", type=Path, metavar="DIR", help="copy the BERT tokenizer files to DIR, exit")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                        help="measure nothing: merge DIR/results.json of earlier runs (a later run's model "
+                             "replaces an earlier one's) and write the outputs to --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        from bench.device_report import write_outputs
+
+        try:
+            merged = merge(args.merge)
+        except MergeError as err:
+            print(f"error: --merge: {err}", file=sys.stderr)
+            return 2
+        for path in write_outputs(merged, args.out):
+            print(f"wrote {path}")
+        return 0
     if args.prepare:
         print(f"tokenizer files copied to {prepare_vocab(args.prepare)}")
         return 0
@@ -404,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     paths: list[Path] = []
     results = {"environment": environment(device), "tiny": args.tiny, "images": images, "repeats": repeats,
-               "models": []}
+               "max_batch": max_batch, "dtypes": dtypes,
+               "argv": list(sys.argv[1:] if argv is None else argv), "models": []}
     for check in checks:
         if wanted and check.name not in wanted:
             continue

@@ -20,6 +20,11 @@ def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{1000 * seconds:.2f}"
 
 
+def _n(count: int, noun: str) -> str:
+    """'1 step', '5 steps'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _setting(setting: dict[str, Any]) -> str:
     keys = ("steps", "mode", "num_beams", "max_new_tokens", "guidance")
     return ", ".join(f"{k}={setting[k]}" for k in keys if k in setting)
@@ -30,14 +35,32 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
+def _runs(results: dict[str, Any]) -> str:
+    """The runs a merged result comes from, and which models each one supplied."""
+    source = {m["model"]: m.get("run") for m in results["models"]}
+    rows = []
+    for run in results["runs"]:
+        models = [name if source.get(name) == run["run"] else f"{name} (replaced by run {source.get(name)})"
+                  for name in run["models"]]
+        command = "–" if "argv" not in run else "`" + " ".join(["device-check", *run["argv"]]) + "`"
+        rows.append([str(run["run"]), f"`{run['path']}`", ", ".join(models) or "–",
+                     str(run.get("max_batch", "not recorded")), command])
+    n = len(results["runs"])
+    return (f"Merged from {n} run{'s' if n != 1 else ''} (`bench device-check --merge`); every model's "
+            "measurements come from one run (a later run replaces an earlier run's model):\n\n"
+            + _table(["run", "results of", "models", "largest throughput batch", "command"], rows))
+
+
 def markdown(results: dict[str, Any]) -> str:
     env = results["environment"]
     parts = ["# Device check\n",
              "Random weights at each model's real architecture" + (" (test-sized variants: --tiny)" if results["tiny"]
                                                                    else "") + "; batch-1 latency is the median over "
-             f"{results['images']} images of the median of {results['repeats']} repeats, after warm-up, device "
+             f"{_n(results['images'], 'image')} of the median of {_n(results['repeats'], 'repeat')}, after warm-up, device "
              "synchronised (CUDA events on a GPU). bf16 = autocast.\n",
              "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "\n"]
+    if results.get("runs"):
+        parts += [_runs(results)]
     lat = [[m["model"], r["dtype"], _setting(r["setting"]), _ms(r["seconds"]),
             "–" if r["network_evals"] is None else f"{r['network_evals']:g}"]
            for m in results["models"] for r in m.get("latency", [])]
@@ -60,12 +83,18 @@ def markdown(results: dict[str, Any]) -> str:
             if ok:
                 at64 = next((r for r in ok if r["batch_size"] == 64), None)
                 best = max(ok, key=lambda r: r["images_per_s"])
+                failed = [f"{r['batch_size']}: {r['error']}" for r in rows if "error" in r]
+                largest = str(max(r["batch_size"] for r in ok)) + (f" ({'; '.join(failed)})" if failed else "")
+                decoding = m.get("default_decoding")
                 tput.append([m["model"], dtype, "–" if at64 is None else f"{at64['images_per_s']:.1f}",
-                             f"{best['images_per_s']:.1f} (batch {best['batch_size']})",
-                             str(max(r["batch_size"] for r in ok))])
+                             f"{best['images_per_s']:.1f} (batch {best['batch_size']})", largest,
+                             "not recorded" if decoding is None else
+                             ", ".join(f"{k}={v}" for k, v in decoding.items() if v is not None and k != "prompt")])
     if tput:
-        parts += ["## Throughput (default decoding)\n",
-                  _table(["model", "dtype", "images/s at batch 64", "best images/s", "largest batch run"], tput)]
+        header = ["model", "dtype", "images/s at batch 64", "best images/s", "largest batch run", "decoding"]
+        if not any("default_decoding" in m for m in results["models"]):
+            header, tput = header[:-1], [r[:-1] for r in tput]
+        parts += ["## Throughput (each model's default decoding)\n", _table(header, tput)]
     train = [[m["model"], str(t["batch_size"]), _ms(t["seconds"]),
               "–" if t["peak_memory_gib"] is None else f"{t['peak_memory_gib']:.1f}",
               f"{t['trainable_parameters'] / 1e6:.1f}M", f"{t['coco_epoch_hours']:.2f}", f"{t['epochs']:g}",

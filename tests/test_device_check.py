@@ -75,3 +75,42 @@ def test_runs_with_only_what_a_bare_gpu_machine_has(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["models"][0]["latency"] and not results["models"][0]["errors"]
+
+
+@pytest.mark.slow
+def test_runs_are_merged_and_mismatched_runs_refused(tmp_path, capsys):
+    cheap = ["--tiny", "--device", "cpu", "--dtypes", "fp32", "--images", "1", "--max-batch", "1"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*cheap, "--models", "mdm-tiny", "--out", str(first)]) == 0
+    assert main([*cheap, "--models", "vit-gpt2-tiny", "--out", str(second)]) == 0
+    recorded = json.loads((first / "results.json").read_text())
+    assert recorded["max_batch"] == 1 and recorded["argv"][-2:] == ["--out", str(first)]
+
+    # A later run's model replaces an earlier run's, in its place; each model names its run.
+    merged_dir = tmp_path / "merged"
+    assert main(["--merge", str(first), str(second), str(first), "--out", str(merged_dir)]) == 0
+    merged = json.loads((merged_dir / "results.json").read_text())
+    assert [(m["model"], m["run"]) for m in merged["models"]] == [("mdm-tiny", 3), ("vit-gpt2-tiny", 2)]
+    assert [(r["run"], r["path"], r["models"], r["max_batch"]) for r in merged["runs"]] == [
+        (1, str(first), ["mdm-tiny"], 1), (2, str(second), ["vit-gpt2-tiny"], 1), (3, str(first), ["mdm-tiny"], 1)]
+    assert merged["images"] == 1 and merged["environment"]["device"] == "cpu"
+    text = (merged_dir / "device-check.md").read_text()
+    assert "Merged from 3 runs" in text and "mdm-tiny (replaced by run 3)" in text
+    assert "| vit-gpt2-tiny | fp32 |" in text and "| mdm-tiny | fp32 |" in text
+    assert (merged_dir / "latency_vs_length.png").stat().st_size > 1000
+
+    # Runs that differ in images, repeats, --tiny or the GPU/torch/transformers are refused, naming both.
+    other = tmp_path / "other"
+    other.mkdir()
+    changed = json.loads((second / "results.json").read_text())
+    changed["repeats"] = 5
+    changed["environment"]["torch"] = "0.0-other"
+    (other / "results.json").write_text(json.dumps(changed))
+    capsys.readouterr()
+    assert main(["--merge", str(first), str(other), "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert "repeats: " in err and "has 1" in err and "has 5" in err and str(first / "results.json") in err
+    assert "environment.torch" in err and "'0.0-other'" in err and str(other / "results.json") in err
+    assert not (tmp_path / "refused").exists()
+    assert main(["--merge", str(tmp_path / "missing"), "--out", str(tmp_path / "refused")]) == 2
+    assert "cannot read" in capsys.readouterr().err
