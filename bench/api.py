@@ -245,7 +245,7 @@ class Captioner(ABC):
         """Everything a result file and a report need to know about variant `name`, JSON-ready."""
         info = cls.variant_info(name)
         return {"paradigm": cls.paradigm, "pretraining": info.pretraining, "description": info.description,
-                "trainable": cls.trainable, "probes": sorted(cls.probes),
+                "parameters": info.parameters, "trainable": cls.trainable, "probes": sorted(cls.probes),
                 "injection_levels": list(cls.injection_levels), "sampling_methods": list(cls.sampling_methods),
                 "knobs": [{"name": k.name, "type": k.type.__name__, "default": k.default, "sweep": list(k.sweep),
                            "cost": k.cost, "label": k.label or k.name} for k in cls.knobs]}

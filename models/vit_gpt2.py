@@ -166,7 +166,8 @@ VitGpt2Captioner.variants = {
     ),
 }
 VitGpt2Captioner.info = {
-    "vit-gpt2-scratch": VariantInfo("none", "ViT-B/16 + GPT-2 (12 layers), random init", "~240M"),
+    "vit-gpt2-scratch": VariantInfo("none", "ViT-B/16 + GPT-2 (12 layers), random init",
+                                     "208M (its 10,000-token vocabulary)"),
     "vit-gpt2-mini": VariantInfo("none", "ViT + GPT-2, 2+2 layers x 128, random init (shapes, CPU)"),
     "vit-gpt2-tiny": VariantInfo("none", "test-sized"),
 }

@@ -128,7 +128,8 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
     config_class = LaDiCConfig
     variants = VARIANTS
     info = {
-        "ladic-base": VariantInfo("129M images (ViT) + BERT text", "LaDiC at the paper's sizes", "312M trainable"),
+        "ladic-base": VariantInfo("129M images (ViT) + BERT text", "LaDiC at the paper's sizes",
+                                  "336M trainable: diffuser 312M + LM head 24M"),
         "ladic-mini": VariantInfo("text only (MiniLM)", "LaDiC, CPU-sized (shapes)"),
         "ladic-tiny": VariantInfo("none", "LaDiC, test-sized"),
     }
