@@ -202,3 +202,56 @@ def test_sampling_probe_gives_k_captions_per_image(untrained):
     assert samples[0] == model.sample_captions(pixels[:1], 3, "seeds", seed=0, steps=4)[0]
     with pytest.raises(ValueError, match="seeds"):
         model.sample_captions(pixels, 2, "nucleus")
+
+
+# -- saving: a frozen pretrained image encoder is referred to, not copied ----------------------------
+
+
+def test_saved_model_refers_to_its_frozen_pretrained_image_encoder(tmp_path, tiny_shapes):
+    import json
+
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 1, "num_attention_heads": 2}
+    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "encoder_hidden_size": 32}
+    torch.manual_seed(0)
+    BlipForConditionalGeneration(BlipConfig(vision_config=vision, text_config=text)).save_pretrained(tmp_path / "blip")
+    config = MaskedDiffusionCaptioner.variant_config(
+        "mdm-tiny", image_encoder="blip", image_source=str(tmp_path / "blip"), image_size=32, image_width=32,
+        image_patch=8, image_layers=1, image_heads=2, image_norm="clip")
+    model = MaskedDiffusionCaptioner(config)
+    model.prepare(tiny_shapes.samples("train")[:8])
+    with torch.no_grad():  # stand for training: the trained parts differ from any fresh build
+        for p in model.module.parameters():
+            if p.requires_grad:
+                p.add_(0.01 * torch.randn_like(p))
+    model.save(tmp_path / "saved")
+
+    saved = torch.load(tmp_path / "saved" / "weights.pt", weights_only=True)
+    assert saved and not [k for k in saved if k.startswith("image_encoder.")]
+    assert {k for k, p in model.module.named_parameters() if p.requires_grad} <= set(saved)
+    meta = json.loads((tmp_path / "saved" / "frozen.json").read_text())
+    assert meta["prefixes"] == ["image_encoder."] and set(meta["sources"]) == {"image_encoder"}
+
+    loaded = MaskedDiffusionCaptioner.load(tmp_path / "saved")
+    expected = model.module.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in loaded.module.state_dict().items())
+    pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:3]])
+    assert loaded.caption(pixels) == model.caption(pixels)
+
+    (tmp_path / "blip" / "config.json").write_text(
+        (tmp_path / "blip" / "config.json").read_text().replace("{", '{"note": "another revision",', 1))
+    with pytest.raises(ValueError, match="image_encoder weights .* identity"):
+        MaskedDiffusionCaptioner.load(tmp_path / "saved")
+
+
+def test_a_model_without_pretrained_parts_saves_every_weight(tmp_path, tiny_shapes):
+    model = MaskedDiffusionCaptioner(MaskedDiffusionCaptioner.variant_config("mdm-tiny"))
+    model.prepare(tiny_shapes.samples("train")[:8])
+    model.save(tmp_path / "saved")
+    saved = torch.load(tmp_path / "saved" / "weights.pt", weights_only=True)
+    assert set(saved) == set(model.module.state_dict())
+    loaded = MaskedDiffusionCaptioner.load(tmp_path / "saved")
+    assert all(torch.equal(v, saved[k]) for k, v in loaded.module.state_dict().items())

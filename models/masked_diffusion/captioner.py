@@ -255,7 +255,11 @@ class MaskedDiffusionCaptioner(Captioner):
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """config.json, tokenizer.json, vocabulary.json (ids, BLIP vision config) and weights.pt."""
+        """config.json, tokenizer.json, vocabulary.json (ids, BLIP vision config), weights.pt (what was
+        trained) and frozen.json: a frozen pretrained image encoder (mdm-base's BLIP ViT) is not copied
+        into weights.pt; frozen.json names its source and weights identity, and `load` reloads it."""
+        from models.weights import weights_identity
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         assert self.vocab is not None
@@ -263,12 +267,20 @@ class MaskedDiffusionCaptioner(Captioner):
         self.vocab.codec.save(directory / "tokenizer.json")
         (directory / "vocabulary.json").write_text(json.dumps({"ids": self.vocab.ids,
                                                                "vision_config": self.vision_config}))
-        torch.save(self.module.state_dict(), directory / "weights.pt")
+        frozen = _frozen_pretrained(self.config, self.module)
+        state = {k: v for k, v in self.module.state_dict().items() if not k.startswith(tuple(frozen))}
+        torch.save(state, directory / "weights.pt")
+        sources = self.config.weights_sources() if frozen else {}
+        (directory / "frozen.json").write_text(json.dumps({"prefixes": frozen, "sources": {
+            role: {"source": src, "identity": weights_identity(src)} for role, src in sources.items()}}, indent=1))
 
     @classmethod
     def load(cls, directory: Path) -> MaskedDiffusionCaptioner:
-        """Rebuild from a `save` directory alone (no hub, no tokenizer package needed)."""
+        """Rebuild from a `save` directory: a frozen pretrained image encoder from the source frozen.json
+        names (an error if its identity changed since), everything else from the directory alone (no
+        hub, no tokenizer package needed)."""
         from models.ladic.tokens import CaptionCodec
+        from models.weights import weights_identity
 
         directory = Path(directory)
         names = {f.name for f in dataclasses.fields(MDMConfig)}
@@ -278,11 +290,36 @@ class MaskedDiffusionCaptioner(Captioner):
         c = model.config
         model.vocab = Vocabulary(CaptionCodec.from_file(directory / "tokenizer.json"), saved["ids"],
                                  c.max_tokens, c.max_words)
-        encoder, model.vision_config = build_image_encoder(c, saved["vision_config"], load_weights=False)
+        meta_path = directory / "frozen.json"  # absent in models saved before frozen parts were left out
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"prefixes": [], "sources": {}}
+        frozen = list(meta["prefixes"])
+        for role, ref in meta["sources"].items():
+            now = weights_identity(ref["source"])
+            if now != ref["identity"]:
+                raise ValueError(f"{directory}: the model was trained on {role} weights {ref['source']!r} "
+                                 f"with identity {ref['identity']}, but they now resolve to {now}: restore "
+                                 "those weights (or retrain)")
+        encoder, model.vision_config = build_image_encoder(c, saved["vision_config"],
+                                                           load_weights="image_encoder." in frozen)
         model.network = MDMNetwork(encoder, model.vocab.size, c)
-        model.network.load_state_dict(torch.load(directory / "weights.pt", weights_only=True))
+        state = torch.load(directory / "weights.pt", weights_only=True)
+        missing, unexpected = model.network.load_state_dict(state, strict=False)
+        expected = {k for k in model.network.state_dict() if k.startswith(tuple(frozen))}
+        if unexpected or set(missing) != expected:
+            raise RuntimeError(f"{directory / 'weights.pt'} does not match the model: missing "
+                               f"{sorted(set(missing) - expected)[:5]}, unexpected {sorted(unexpected)[:5]}")
         model.network.eval()
         return model
+
+
+def _frozen_pretrained(cfg: MDMConfig, network: MDMNetwork) -> list[str]:
+    """State-dict prefixes of the parts loaded from pretrained weights and never trained: mdm-base's
+    BLIP image encoder (kept in weights.pt after all if any of its parameters trains)."""
+    if "image_encoder" not in cfg.weights_sources():
+        return []
+    if any(p.requires_grad for p in network.image_encoder.parameters()):
+        return []
+    return ["image_encoder."]
 
 
 def _codec(cfg: MDMConfig, captions: list[str]):
