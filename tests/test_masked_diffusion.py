@@ -255,3 +255,17 @@ def test_a_model_without_pretrained_parts_saves_every_weight(tmp_path, tiny_shap
     assert set(saved) == set(model.module.state_dict())
     loaded = MaskedDiffusionCaptioner.load(tmp_path / "saved")
     assert all(torch.equal(v, saved[k]) for k, v in loaded.module.state_dict().items())
+
+
+def test_injection_reuses_the_uninjected_decoding_only_for_the_same_images_and_weights(untrained):
+    model, pixels = untrained
+    captions = model.caption(pixels, steps=4)
+    words = ["zebra"] * len(pixels)
+    first = model.caption_with_injection(pixels, captions, 0, words, level=0.5, steps=4)
+    remembered = model._base
+    again = model.caption_with_injection(pixels, captions, 0, words, level=0.5, steps=4)
+    assert again == first and model._base is remembered  # same images and settings: not decoded again
+    model.caption_with_injection(pixels[:2], captions[:2], 0, words[:2], level=0.5, steps=4)
+    assert model._base is not remembered  # other images: decoded afresh
+    model.training_loss(model.collate(list(pixels), captions))
+    assert model._base is None  # training forgets it

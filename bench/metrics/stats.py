@@ -40,8 +40,10 @@ et al. 2012): p = (1 + #{|d* - d| >= |d|}) / (1 + B). A model against itself giv
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -161,19 +163,35 @@ def _scorer(metrics: Sequence[str], gts: Gts, hyps: Sequence[Res], ids: Sequence
 
     def score(counts: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
-        if bleus:
-            by_model = np.stack([b.score(counts) for b in bleus], axis=-1)  # (R, 4, M)
-            out.update({m: by_model[:, n] for n, m in enumerate(BLEU_METRICS) if m in metrics})
-        if cider is not None:
-            out["CIDEr"] = cider.score(counts, cider_df)
+        pending = None
         if meteor is not None:
             stats, meteor_score = meteor
             summed = np.concatenate([counts @ s for s in stats])  # (M * R, K): model-major
-            out["METEOR"] = np.asarray(meteor_score(summed), float).reshape(len(stats), len(counts)).T
+            # The jar scores these while this thread does BLEU and CIDEr: most of METEOR's time is the
+            # Java process working, which another core can do meanwhile. One call at a time: joined below.
+            pending = _meteor_worker().submit(meteor_score, summed)
+        try:
+            if bleus:
+                by_model = np.stack([b.score(counts) for b in bleus], axis=-1)  # (R, 4, M)
+                out.update({m: by_model[:, n] for n, m in enumerate(BLEU_METRICS) if m in metrics})
+            if cider is not None:
+                out["CIDEr"] = cider.score(counts, cider_df)
+        except BaseException:
+            if pending is not None:
+                wait([pending])  # the jar is not closed under a request still in flight
+            raise
+        if pending is not None:
+            out["METEOR"] = np.asarray(pending.result(), float).reshape(len(meteor[0]), len(counts)).T
         out.update({m: counts @ v / counts.sum(axis=1, keepdims=True) for m, v in means.items()})
         return out
 
     return score, set(means)
+
+
+@functools.cache
+def _meteor_worker() -> ThreadPoolExecutor:
+    """One background thread for the METEOR jar's requests (the jar answers one request at a time)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="meteor")
 
 
 def _draws(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
