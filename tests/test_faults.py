@@ -77,12 +77,13 @@ def test_sigint_keeps_completed_results_and_a_rerun_finishes_the_rest(write_conf
     path = write_config(TRAINING.format(
         executor="local",
         models="{name: vit-gpt2-tiny, label: quick, train: {epochs: 1}}, "
-               "{name: vit-gpt2-tiny, label: slow, train: {epochs: 50}}"))
+               "{name: vit-gpt2-tiny, label: slow, train: {epochs: 400}}"))  # interrupted long before the end
     cfg = load_config(path)
     command = [sys.executable, "-m", "bench.cli", "run", "--suite", "mini", "--config", str(path)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     suite_dir = cfg.results_dir / "mini"
     _wait_for(lambda: any(suite_dir.glob("slow*/train_state/checkpoint.pt")), timeout=180)
+    assert proc.poll() is None, "the suite ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
