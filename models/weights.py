@@ -254,3 +254,49 @@ def _directory_fingerprint(root: str, listing: tuple[tuple[str, int, int], ...])
                     digest.update(f.read())
         _FINGERPRINTS[key] = digest.hexdigest()[:16]
     return _FINGERPRINTS[key]
+
+
+# -- saved models that leave their frozen pretrained parts out -------------------------------------
+
+
+def save_trained(module: Any, directory: Path, frozen: list[str], sources: dict[str, str]) -> None:
+    """weights.pt without the state-dict entries under the `frozen` prefixes, and frozen.json naming
+    those parts' sources (role -> source) with their weights identities, for `load_trained`."""
+    import json
+
+    import torch
+
+    state = {k: v for k, v in module.state_dict().items() if not k.startswith(tuple(frozen))}
+    torch.save(state, directory / "weights.pt")
+    (directory / "frozen.json").write_text(json.dumps({"prefixes": frozen, "sources": {
+        role: {"source": src, "identity": weights_identity(src)} for role, src in sources.items()}}, indent=1))
+
+
+def frozen_prefixes(directory: Path) -> list[str]:
+    """The frozen parts a `save_trained` directory left out, after checking that each source still
+    resolves to the weights it had (an error naming the role and source if not). [] without
+    frozen.json (models saved before frozen parts were left out)."""
+    import json
+
+    path = directory / "frozen.json"
+    meta = json.loads(path.read_text()) if path.is_file() else {"prefixes": [], "sources": {}}
+    for role, ref in meta["sources"].items():
+        now = weights_identity(ref["source"])
+        if now != ref["identity"]:
+            raise ValueError(f"{directory}: the model was trained on {role} weights {ref['source']!r} "
+                             f"with identity {ref['identity']}, but they now resolve to {now}: restore "
+                             "those weights (or retrain)")
+    return list(meta["prefixes"])
+
+
+def load_trained(module: Any, directory: Path, frozen: list[str]) -> None:
+    """Load a `save_trained` weights.pt into `module` (its frozen parts already loaded from their
+    sources); an error unless exactly the frozen entries are missing and nothing is unexpected."""
+    import torch
+
+    state = torch.load(directory / "weights.pt", weights_only=True)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    expected = {k for k in module.state_dict() if k.startswith(tuple(frozen))}
+    if unexpected or set(missing) != expected:
+        raise RuntimeError(f"{directory / 'weights.pt'} does not match the model: missing "
+                           f"{sorted(set(missing) - expected)[:5]}, unexpected {sorted(unexpected)[:5]}")

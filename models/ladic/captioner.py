@@ -375,7 +375,7 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         BERT) are not copied into weights.pt; frozen.json names their sources and weights identities,
         and `load` reloads them from there."""
         from models.ladic.network import frozen_pretrained
-        from models.weights import weights_identity
+        from models.weights import save_trained
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -384,18 +384,14 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         (directory / "architecture.json").write_text(json.dumps(self.arch.to_dict()))
         self.codec.save(directory / "tokenizer.json")
         frozen = frozen_pretrained(self.config, self.module)
-        state = {k: v for k, v in self.module.state_dict().items() if not k.startswith(tuple(frozen))}
-        torch.save(state, directory / "weights.pt")
-        sources = self.config.weights_sources() if frozen else {}
-        (directory / "frozen.json").write_text(json.dumps({"prefixes": frozen, "sources": {
-            role: {"source": src, "identity": weights_identity(src)} for role, src in sources.items()}}, indent=1))
+        save_trained(self.module, directory, frozen, self.config.weights_sources() if frozen else {})
 
     @classmethod
     def load(cls, directory: Path) -> LaDiCCaptioner:
         """Rebuild from a `save` directory; frozen pretrained parts come from the sources frozen.json
         names (an error if their identity changed since), everything else from the directory alone."""
         from models.ladic.network import rebuild_pretrained
-        from models.weights import weights_identity
+        from models.weights import frozen_prefixes, load_trained
 
         directory = Path(directory)
         names = {f.name for f in dataclasses.fields(LaDiCConfig)}
@@ -403,24 +399,11 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         model = cls(LaDiCConfig(**{k: v for k, v in raw.items() if k in names}))
         model.arch = Architecture(**json.loads((directory / "architecture.json").read_text()))
         model.codec = CaptionCodec.from_file(directory / "tokenizer.json")
-        meta_path = directory / "frozen.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"prefixes": [], "sources": {}}
-        frozen = list(meta["prefixes"])
-        for role, ref in meta["sources"].items():
-            now = weights_identity(ref["source"])
-            if now != ref["identity"]:
-                raise ValueError(f"{directory}: the model was trained on {role} weights {ref['source']!r} "
-                                 f"with identity {ref['identity']}, but they now resolve to {now}: restore "
-                                 "those weights (or retrain)")
+        frozen = frozen_prefixes(directory)
         if frozen:
             model.network = rebuild_pretrained(model.config, model.arch, model.codec, frozen, log.warning)
         else:
             model.network = rebuild(model.config, model.arch, model.codec)
-        state = torch.load(directory / "weights.pt", weights_only=True)
-        missing, unexpected = model.network.load_state_dict(state, strict=False)
-        expected = {k for k in model.network.state_dict() if k.startswith(tuple(frozen))}
-        if unexpected or set(missing) != expected:
-            raise RuntimeError(f"{directory / 'weights.pt'} does not match the model: missing "
-                               f"{sorted(set(missing) - expected)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        load_trained(model.network, directory, frozen)
         model.network.eval()
         return model

@@ -270,7 +270,7 @@ class MaskedDiffusionCaptioner(Captioner):
         """config.json, tokenizer.json, vocabulary.json (ids, BLIP vision config), weights.pt (what was
         trained) and frozen.json: a frozen pretrained image encoder (mdm-base's BLIP ViT) is not copied
         into weights.pt; frozen.json names its source and weights identity, and `load` reloads it."""
-        from models.weights import weights_identity
+        from models.weights import save_trained
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -280,11 +280,7 @@ class MaskedDiffusionCaptioner(Captioner):
         (directory / "vocabulary.json").write_text(json.dumps({"ids": self.vocab.ids,
                                                                "vision_config": self.vision_config}))
         frozen = _frozen_pretrained(self.config, self.module)
-        state = {k: v for k, v in self.module.state_dict().items() if not k.startswith(tuple(frozen))}
-        torch.save(state, directory / "weights.pt")
-        sources = self.config.weights_sources() if frozen else {}
-        (directory / "frozen.json").write_text(json.dumps({"prefixes": frozen, "sources": {
-            role: {"source": src, "identity": weights_identity(src)} for role, src in sources.items()}}, indent=1))
+        save_trained(self.module, directory, frozen, self.config.weights_sources() if frozen else {})
 
     @classmethod
     def load(cls, directory: Path) -> MaskedDiffusionCaptioner:
@@ -292,7 +288,7 @@ class MaskedDiffusionCaptioner(Captioner):
         names (an error if its identity changed since), everything else from the directory alone (no
         hub, no tokenizer package needed)."""
         from models.ladic.tokens import CaptionCodec
-        from models.weights import weights_identity
+        from models.weights import frozen_prefixes, load_trained
 
         directory = Path(directory)
         names = {f.name for f in dataclasses.fields(MDMConfig)}
@@ -302,24 +298,11 @@ class MaskedDiffusionCaptioner(Captioner):
         c = model.config
         model.vocab = Vocabulary(CaptionCodec.from_file(directory / "tokenizer.json"), saved["ids"],
                                  c.max_tokens, c.max_words)
-        meta_path = directory / "frozen.json"  # absent in models saved before frozen parts were left out
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"prefixes": [], "sources": {}}
-        frozen = list(meta["prefixes"])
-        for role, ref in meta["sources"].items():
-            now = weights_identity(ref["source"])
-            if now != ref["identity"]:
-                raise ValueError(f"{directory}: the model was trained on {role} weights {ref['source']!r} "
-                                 f"with identity {ref['identity']}, but they now resolve to {now}: restore "
-                                 "those weights (or retrain)")
+        frozen = frozen_prefixes(directory)
         encoder, model.vision_config = build_image_encoder(c, saved["vision_config"],
                                                            load_weights="image_encoder." in frozen)
         model.network = MDMNetwork(encoder, model.vocab.size, c)
-        state = torch.load(directory / "weights.pt", weights_only=True)
-        missing, unexpected = model.network.load_state_dict(state, strict=False)
-        expected = {k for k in model.network.state_dict() if k.startswith(tuple(frozen))}
-        if unexpected or set(missing) != expected:
-            raise RuntimeError(f"{directory / 'weights.pt'} does not match the model: missing "
-                               f"{sorted(set(missing) - expected)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        load_trained(model.network, directory, frozen)
         model.network.eval()
         return model
 
