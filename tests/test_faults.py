@@ -79,7 +79,11 @@ def test_sigint_keeps_completed_results_and_a_rerun_finishes_the_rest(write_conf
         models="{name: vit-gpt2-tiny, label: quick, train: {epochs: 1}}, "
                "{name: vit-gpt2-tiny, label: slow, train: {epochs: 400}}"))  # interrupted long before the end
     cfg = load_config(path)
-    command = [sys.executable, "-m", "bench.cli", "run", "--suite", "mini", "--config", str(path)]
+    # Python installs its Ctrl-C handler only where SIGINT is not ignored at start, and an ignored
+    # SIGINT is inherited: install it explicitly, as an interactive shell's child would have it.
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv[0] = 'bench'; runpy.run_module('bench.cli', run_name='__main__', alter_sys=True)")
+    command = [sys.executable, "-c", start, "run", "--suite", "mini", "--config", str(path)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     suite_dir = cfg.results_dir / "mini"
     _wait_for(lambda: any(suite_dir.glob("slow*/train_state/checkpoint.pt")), timeout=180)
