@@ -371,6 +371,8 @@ def environment(device: str) -> dict[str, Any]:
     return env
 
 
+#: What each run records about how it was invoked (kept per run in merged results).
+RUN_KEYS = ("max_batch", "dtypes", "argv")
 #: What merged runs must agree on: (where it is recorded, key).
 MERGE_MUST_AGREE = (("environment", "gpu"), ("environment", "torch"), ("environment", "transformers"),
                     (None, "images"), (None, "repeats"), (None, "tiny"))
@@ -397,21 +399,20 @@ def merge(directories: list[Path]) -> dict[str, Any]:
     first_path, first = loaded[0]
     differences = []
     for section, key in MERGE_MUST_AGREE:
-        def value(results: dict[str, Any], section=section, key=key) -> Any:
-            return (results.get(section) or {}).get(key) if section else results.get(key)
-
         label = f"{section}.{key}" if section else key
+        expected = _recorded(first, section, key)
         for path, results in loaded[1:]:
-            if value(results) != value(first):
-                differences.append(f"{label}: {first_path} has {value(first)!r}, {path} has {value(results)!r}")
+            if _recorded(results, section, key) != expected:
+                differences.append(f"{label}: {first_path} has {expected!r}, {path} has "
+                                   f"{_recorded(results, section, key)!r}")
     if differences:
         raise MergeError("the runs differ in " + "; ".join(differences))
-    merged: dict[str, Any] = {k: v for k, v in first.items() if k not in ("models", "max_batch", "argv", "dtypes")}
+    merged: dict[str, Any] = {k: v for k, v in first.items() if k not in ("models", *RUN_KEYS)}
     merged["runs"], merged["models"] = [], []
     where: dict[str, int] = {}
     for number, (path, results) in enumerate(loaded, start=1):
         run = {"run": number, "path": str(path.parent), "models": [m["model"] for m in results["models"]]}
-        run.update({k: results[k] for k in ("max_batch", "dtypes", "argv") if k in results})
+        run.update({k: results[k] for k in RUN_KEYS if k in results})
         if results.get("environment") != first.get("environment"):
             run["environment"] = results.get("environment")
         merged["runs"].append(run)
@@ -423,6 +424,10 @@ def merge(directories: list[Path]) -> dict[str, Any]:
                 where[model["model"]] = len(merged["models"])
                 merged["models"].append(model)
     return merged
+
+
+def _recorded(results: dict[str, Any], section: str | None, key: str) -> Any:
+    return (results.get(section) or {}).get(key) if section else results.get(key)
 
 
 def main(argv: list[str] | None = None) -> int:

