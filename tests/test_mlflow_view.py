@@ -7,11 +7,14 @@ import pytest
 
 from bench.cli import main
 from bench.mlflow_view import (
+    DEFAULT_UI,
     VIEW_KEY,
     VIEW_TAG,
     column_key,
     one_line_answer,
     read_table,
+    run_end_links,
+    run_link,
     runs_link,
     ui_base,
     view_state,
@@ -49,7 +52,9 @@ def test_one_line_answer_of_a_hand_made_verdict(tmp_path):
 
 
 @pytest.mark.java
-def test_the_store_holds_datasets_tables_figures_and_the_answer(write_config, tmp_path):
+def test_the_store_holds_datasets_tables_figures_and_the_answer(write_config, tmp_path, tiny_shapes):
+    import hashlib
+
     from mlflow.tracking import MlflowClient
 
     from bench.config import load_config
@@ -70,7 +75,7 @@ def test_the_store_holds_datasets_tables_figures_and_the_answer(write_config, tm
             assert json.loads(used.dataset.profile) == {"num_images": images, "split": split}
             assert [(t.key, t.value) for t in used.tags] == [("mlflow.data.context", context)]
         assert inputs["shapes/train"].dataset.digest == inputs["shapes/test"].dataset.digest  # one split file
-        assert len(inputs["shapes/test"].dataset.digest) == 16
+        assert inputs["shapes/test"].dataset.digest == hashlib.sha256(tiny_shapes.split_file.read_bytes()).hexdigest()[:16]
     assert parent.data.tags["mlflow.note.content"] == ANSWER
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert artifacts == {"tables/shapes-verdict.json", "tables/shapes-main.json"}
@@ -100,3 +105,25 @@ def test_bench_ui_refuses_a_missing_store_an_empty_one_and_an_unknown_suite(writ
     assert main(["ui", *port, "--suite", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--suite 'nope'" in err and "suites are: s" in err
+
+
+@pytest.mark.java
+def test_bench_run_ends_with_the_links_and_old_job_runs_join_the_view(write_config, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from bench.config import load_config
+
+    cfg = load_config(build_store(write_config, tmp_path))
+    client = MlflowClient(cfg.tracking.uri)
+    experiment = client.get_experiment_by_name("diffcap-bench/ui")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.data.tags["bench.kind"] == "suite")
+    old_job = next(r for r in runs if r.data.tags["bench.kind"] == "job")
+    client.delete_tag(old_job.info.run_id, "bench.kind")  # as a store written before job runs carried it
+    lines = run_end_links(cfg.tracking.uri, "diffcap-bench/ui")
+    assert lines == ["MLflow: run `bench ui`, then open",
+                     f"  diffcap-bench/ui: job runs by model  {runs_link(DEFAULT_UI, experiment.experiment_id)}",
+                     f"  diffcap-bench/ui: latest verdict  "
+                     f"{run_link(DEFAULT_UI, experiment.experiment_id, parent.info.run_id)}"]
+    assert client.get_run(old_job.info.run_id).data.tags["bench.kind"] == "job"
+    assert run_end_links(cfg.tracking.uri, "diffcap-bench/other") == []
