@@ -79,9 +79,10 @@ def runs_link(base: str, experiment_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
-def run_link(base: str, experiment_id: str, run_id: str) -> str:
-    """The link to one run's page (the parent run: its description, tables and figures)."""
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+def run_link(base: str, experiment_id: str, run_id: str, artifact: str | None = None) -> str:
+    """The link to one run's page (the parent run: its description), or to one of its artifacts (a table)."""
+    page = f"/artifacts/{artifact}" if artifact else ""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{page}?workflowType=machine_learning"
 
 
 # ---------------------------------------------------------------- job runs: datasets
@@ -226,7 +227,11 @@ def suite_links(client, experiment_name: str, base: str) -> list[str]:
     parents = client.search_runs([eid], filter_string="tags.`bench.kind` = 'suite'",
                                  order_by=["attributes.start_time DESC"], max_results=1)
     if parents:
-        lines.append(f"{experiment_name}: latest verdict  {run_link(base, eid, parents[0].info.run_id)}")
+        run_id = parents[0].info.run_id
+        lines.append(f"{experiment_name}: latest verdict  {run_link(base, eid, run_id)}")
+        for table in client.list_artifacts(run_id, "tables"):
+            if table.path.endswith("-verdict.json"):
+                lines.append(f"{experiment_name}: verdict table  {run_link(base, eid, run_id, table.path)}")
     return lines
 
 

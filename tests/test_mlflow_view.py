@@ -124,6 +124,8 @@ def test_bench_run_ends_with_the_links_and_old_job_runs_join_the_view(write_conf
     assert lines == ["MLflow: run `bench ui`, then open",
                      f"  diffcap-bench/ui: job runs by model  {runs_link(DEFAULT_UI, experiment.experiment_id)}",
                      f"  diffcap-bench/ui: latest verdict  "
-                     f"{run_link(DEFAULT_UI, experiment.experiment_id, parent.info.run_id)}"]
+                     f"{run_link(DEFAULT_UI, experiment.experiment_id, parent.info.run_id)}",
+                     f"  diffcap-bench/ui: verdict table  {DEFAULT_UI}/#/experiments/{experiment.experiment_id}/runs/"
+                     f"{parent.info.run_id}/artifacts/tables/shapes-verdict.json?workflowType=machine_learning"]
     assert client.get_run(old_job.info.run_id).data.tags["bench.kind"] == "job"
     assert run_end_links(cfg.tracking.uri, "diffcap-bench/other") == []

@@ -43,14 +43,14 @@ def _links(server: subprocess.Popen, timeout: float = 120.0) -> dict[str, str]:
     """The links `bench ui` prints before it hands over to MLflow: {what: url}."""
     links: dict[str, str] = {}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(links) < 2:
+    while time.monotonic() < deadline and len(links) < 3:
         line = server.stdout.readline()
         if not line:
             break
-        found = re.match(r"\S+: (job runs by model|latest verdict)\s+(http\S+)", line.strip())
+        found = re.match(r"\S+: (job runs by model|latest verdict|verdict table)\s+(http\S+)", line.strip())
         if found:
             links[found.group(1)] = found.group(2)
-    assert len(links) == 2, f"bench ui printed no links: {links}"
+    assert len(links) == 3, f"bench ui did not print the three links: {links}"
     return links
 
 
@@ -82,8 +82,7 @@ def test_bench_ui_link_opens_the_comparison_and_the_verdict(write_config, tmp_pa
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             runs = _page_text(browser, links["job runs by model"], "nearest-neighbour")
             verdict = _page_text(browser, links["latest verdict"], "diffusion ahead")
-            table = _page_text(browser, links["latest verdict"].replace(
-                "?", "/artifacts/tables/shapes-verdict.json?", 1), "not tested")
+            table = _page_text(browser, links["verdict table"], "not tested")
             browser.close()
     finally:
         server.terminate()
