@@ -7,7 +7,8 @@ finds that run instead of adding another, so the UI shows each job once per resu
 job and its hash, metrics = scores (and sweeps as stepped series), artifacts = captions, scores and logs.
 Workers never touch the store, so concurrent jobs cannot race on a fresh SQLite schema or lock it.
 After the start-up check, a tracking failure is a warning: the result files are the record, and
-`bench track` (or the next run) mirrors whatever the store lacks.
+`bench track` (or the next run) mirrors whatever the store lacks. What the UI opens on (the shared
+view, the job runs' datasets, the parent run's verdict and answer) is bench/mlflow_view.py's.
 """
 
 from __future__ import annotations
