@@ -173,7 +173,10 @@ def one_line_answer(task: str, verdict: dict[str, list[Any]]) -> str:
     parts = []
     for i in dict.fromkeys(picked):
         cell = {k: v[i] for k, v in verdict.items()}
-        detail = f"{cell.get('A', '')} vs {cell.get('B', '')}, A - B {cell.get('A - B', '')}"
+        diff = cell.get("A - B", "")
+        # the latency row holds a ratio there ("x0.19"): say so rather than print it as a difference
+        diff = f"A / B = {diff[1:]}" if diff.startswith("x") else f"A - B {diff}"
+        detail = f"{cell.get('A', '')} vs {cell.get('B', '')}, {diff}"
         if cell.get("p (Holm)", "–") not in ("", "–"):
             detail += f" {cell.get('95% interval', '')}, p {cell['p (Holm)']}"
         parts.append(f"{cell['axis']}: {cell.get('verdict', '')} ({detail})")

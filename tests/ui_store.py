@@ -21,7 +21,7 @@ nearest-neighbour,reference,0 1,88.2,85.0,90.0
 """
 ANSWER = ("shapes: CIDEr: diffusion ahead (diffusion: nearest-neighbour vs autoregressive: constant, A - B +55.9 "
           "[+40.1, +70.2], p 0.0004); latency at CIDEr >= 31.2 (batch 1): not tested (timings; autoregressive "
-          "faster) (diffusion: nearest-neighbour 3.0 ms vs autoregressive: constant 1.0 ms, A - B x3.00)")
+          "faster) (diffusion: nearest-neighbour 3.0 ms vs autoregressive: constant 1.0 ms, A / B = 3.00)")
 
 
 def build_store(write_config, tmp_path: Path) -> Path:
