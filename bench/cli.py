@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(ui)
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--suite", help="print the link of this suite only (default: every suite with runs)")
     return parser
 
 
@@ -112,6 +113,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     validate_suite(cfg, args.suite)  # knobs, overrides, task options, data, results_dir: before any work
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     results = run_suite(cfg, args.suite, force=args.force, only=only or None)
+    if cfg.tracking.kind == "mlflow":  # where the comparison opens (bench/mlflow_view.py)
+        from bench.mlflow_view import run_end_links
+        from bench.tracking import resolve_uri
+
+        uri = resolve_uri(cfg.tracking.uri, cfg.results_dir.resolve())
+        for line in run_end_links(uri, cfg.tracking.experiment.format(suite=args.suite)):
+            print(line)
     failed = [r for r in results if r.get("status") != "ok"]
     if failed:
         print(f"{len(failed)} job(s) failed: " + ", ".join(r["label"] for r in failed), file=sys.stderr)
@@ -244,9 +252,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if port_in_use(args.host, args.port):
         print(f"error: port {args.port} is in use; pass --port (e.g. --port {args.port + 1})", file=sys.stderr)
         return 2
+    from bench.mlflow_view import ui_links
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    links = ui_links(uri, cfg.tracking.experiment, list(cfg.suites), f"http://{host}:{args.port}", args.suite)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}", flush=True)
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}; each suite opens on its comparison at:")
+    print("\n".join(links), flush=True)
     os.execv(sys.executable, command)
     return 0  # not reached
 

@@ -7,7 +7,8 @@ finds that run instead of adding another, so the UI shows each job once per resu
 job and its hash, metrics = scores (and sweeps as stepped series), artifacts = captions, scores and logs.
 Workers never touch the store, so concurrent jobs cannot race on a fresh SQLite schema or lock it.
 After the start-up check, a tracking failure is a warning: the result files are the record, and
-`bench track` (or the next run) mirrors whatever the store lacks.
+`bench track` (or the next run) mirrors whatever the store lacks. What the UI opens on (the shared
+view, the job runs' datasets, the parent run's verdict and answer) is bench/mlflow_view.py's.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ class MlflowTracker:
         self.uri = resolve_uri(config.uri, results_dir)
         self.experiment_template = config.experiment
         self.artifact_root = (results_dir / "mlartifacts").resolve()
+        self.results_dir = results_dir.resolve()
         self.parent_id: str | None = None
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
@@ -146,6 +148,10 @@ class MlflowTracker:
         with _store_lock(self.uri):
             self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment(self.experiment_template.format(suite=suite), suite)
+        self.report_dir = self.results_dir / suite / "report"
+        from bench.mlflow_view import install_view
+
+        install_view(self.client, self.experiment_id)  # what the printed link opens (bench/mlflow_view.py)
         invocation = {k: v for k, v in (invocation or {}).items() if v}
         words = [time.strftime("%Y-%m-%d %H:%M:%S")] + [f"{k}={v}" if v != "true" else k
                                                          for k, v in invocation.items()]
@@ -192,10 +198,16 @@ class MlflowTracker:
             self.experiment_id, run_name=job.job_id,
             tags={"mlflow.parentRunId": self.parent_id, "bench.suite": job.suite, "bench.model": job.model,
                   "bench.label": job.label, "bench.task": job.task, "bench.status": status,
-                  "bench.cached": str(cached).lower(), "bench.key": job.key, "bench.result": digest},
+                  "bench.cached": str(cached).lower(), "bench.key": job.key, "bench.result": digest,
+                  "bench.kind": "job"},
         )
         run_id = run.info.run_id
         self._log_params(run_id, flatten("", {**job.identity(), "key": job.key, "label": job.label}, {}))
+        from bench.mlflow_view import job_datasets
+
+        datasets = job_datasets(job)
+        if datasets:  # the UI's Dataset column and filter
+            self.client.log_inputs(run_id, datasets=datasets)
         metrics = self._result_metrics(result)
         metrics += self._sweep_metrics(job.dir / files.SWEEP)
         metrics += self._system_metrics(job.dir / files.SYSTEM_METRICS)
@@ -251,7 +263,12 @@ class MlflowTracker:
 
     def finish(self, status: str) -> None:
         if self.parent_id:
-            self.client.set_terminated(self.parent_id, status)
+            from bench.mlflow_view import log_answer
+
+            try:  # verdict, tables, figures and the description; the run is closed whatever happens
+                log_answer(self.client, self.parent_id, self.report_dir)
+            finally:
+                self.client.set_terminated(self.parent_id, status)
 
 
 class GuardedTracker:

@@ -8,7 +8,7 @@ from bench.suite import run_suite
 pytestmark = [pytest.mark.java, pytest.mark.slow]
 
 
-def test_parent_run_per_invocation_and_a_child_per_job_result(write_config, tmp_path):
+def test_parent_run_per_invocation_and_a_child_per_job_result(write_config, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     path = write_config(f"""
         executor: {{kind: local}}
@@ -20,7 +20,11 @@ def test_parent_run_per_invocation_and_a_child_per_job_result(write_config, tmp_
         """)
     cfg = load_config(path)
     run_suite(cfg, "mini", echo=lambda _: None)
-    run_suite(cfg, "mini", echo=lambda _: None)  # second invocation: jobs skipped, their runs found
+    from bench.cli import main
+
+    assert main(["run", "--suite", "mini", "--config", str(path)]) == 0  # second: jobs skipped, runs found
+    printed = capsys.readouterr().out  # ends with the links that open the comparison (bench/mlflow_view.py)
+    assert "MLflow: run `bench ui`, then open" in printed and "viewStateShareKey=bench-compare" in printed
 
     from mlflow.tracking import MlflowClient
 
@@ -42,3 +46,7 @@ def test_parent_run_per_invocation_and_a_child_per_job_result(write_config, tmp_
     assert len(child.data.params["key"]) == 12
     assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"captions.json", "scores.json"}
     assert sorted(c.data.tags["bench.cached"] for c in children) == ["false", "false"]
+    for child in children:  # the job's splits as dataset inputs: the Dataset column of the UI
+        assert child.data.tags["bench.kind"] == "job"
+        assert {(i.dataset.name, i.tags[0].value) for i in child.inputs.dataset_inputs} == {
+            ("shapes/train", "training"), ("shapes/test", "evaluation")}
