@@ -382,3 +382,48 @@ def test_injection_reuses_the_uninjected_decoding_only_for_the_same_images_and_w
     assert model._base is not remembered  # other images: decoded afresh
     model.training_loss(model.collate(list(pixels), captions))
     assert model._base is None  # training forgets it
+
+
+# -- layering and shared parts -----------------------------------------------------------------------
+
+
+def test_the_package_imports_nothing_from_the_harness_metrics():
+    import ast
+    from pathlib import Path
+
+    import models.masked_diffusion as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith("bench.metrics")], path.name
+
+
+@pytest.mark.parametrize("name", ["mdm-tiny", "ladic-tiny"])
+def test_decoding_runs_in_eval_mode_and_puts_the_callers_mode_back(tiny_shapes, name):
+    from bench.registry import create_captioner
+
+    model = create_captioner(name, dropout=0.1)
+    model.prepare(tiny_shapes.samples("train")[:8])
+    pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:2]])
+    seen: list[bool] = []
+    for m in model.module.modules():
+        m.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    for training in (True, False):
+        model.module.train(training)
+        before = [m.training for m in model.module.modules()]
+        seen.clear()
+        model.caption(pixels, steps=2)
+        assert seen and not any(seen)  # every module ran in eval mode (dropout off)
+        assert [m.training for m in model.module.modules()] == before
+
+
+def test_the_image_preprocessing_is_ladics(tiny_shapes):
+    from models.ladic.captioner import LaDiCCaptioner
+
+    image = tiny_shapes.samples("test")[0].load_image()
+    ladic = LaDiCCaptioner(LaDiCCaptioner.variant_config("ladic-mini"))
+    mdm = MaskedDiffusionCaptioner(MaskedDiffusionCaptioner.variant_config("mdm-mini"))
+    assert torch.equal(ladic.preprocess(image), mdm.preprocess(image))
+    assert mdm.preprocess(image).shape == (3, 64, 64)

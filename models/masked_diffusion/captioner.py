@@ -28,13 +28,15 @@ from bench.api import (
     Sample,
     VariantInfo,
 )
-from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
+from bench.api import words as split_words  # the harness's word positions (the probes' axes)
+from models.ladic.encoders import preprocess
 from models.masked_diffusion import process
 from models.masked_diffusion.config import REMASKING, VARIANTS, MDMConfig, validate
 from models.masked_diffusion.network import MDMNetwork, build_image_encoder
 from models.masked_diffusion.sampler import Injection, Trace, sample
 from models.masked_diffusion.seeds import generators
 from models.masked_diffusion.vocab import Vocabulary
+from models.modes import evaluating
 from models.text import normalise_caption
 
 log = logging.getLogger("models.masked_diffusion")
@@ -120,10 +122,7 @@ class MaskedDiffusionCaptioner(Captioner):
 
     # -- data and training ------------------------------------------------------------------------
     def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
-        if train:
-            image = augment(image, self.config.augment)
-        mean, std = (CLIP_MEAN, CLIP_STD) if self.config.image_norm == "clip" else (HALF, HALF)
-        return to_tensor(image, self.config.image_size, mean, std)
+        return preprocess(self.config, image, train)  # LaDiC's, as the encoders are
 
     def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
         if self.vocab is None:
@@ -200,13 +199,15 @@ class MaskedDiffusionCaptioner(Captioner):
 
     @torch.no_grad()
     def _trace(self, pixel_values: torch.Tensor, d: Decoding, injection: Injection | None = None) -> Trace:
-        self.module.eval()
+        """The sampler's trace, in eval mode (the caller's mode is put back afterwards)."""
         assert self.vocab is not None
         pixel_values = pixel_values.to(self.device)
         rngs = generators(pixel_values, d.seed) if d.temperature > 0 or d.remasking == "random" else None
-        return sample(self._denoiser(pixel_values, d.guidance), pixel_values.shape[0], self.config.max_tokens,
-                      self.vocab.mask, d.steps, blocks=d.blocks, threshold=d.threshold, temperature=d.temperature,
-                      remasking=d.remasking, generators=rngs, injection=injection, device=self.device)
+        with evaluating(self.module):
+            return sample(self._denoiser(pixel_values, d.guidance), pixel_values.shape[0], self.config.max_tokens,
+                          self.vocab.mask, d.steps, blocks=d.blocks, threshold=d.threshold,
+                          temperature=d.temperature, remasking=d.remasking, generators=rngs, injection=injection,
+                          device=self.device)
 
     def _finish(self, row: Sequence[int]) -> str:
         """The caption: the raw words with consecutive repeats collapsed (LaDiC's post-process)."""
@@ -369,7 +370,5 @@ def _collapsed(words: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]
 
 
 def _word_spans(words: list[tuple[str, list[int]]]) -> list[list[int]]:
-    """Token positions of each word of the caption as the harness splits it (bench.metrics.errprop.words)."""
-    from bench.metrics.errprop import words as split_words
-
+    """Token positions of each word of the caption as the harness splits it (bench.api.words)."""
     return [positions for text, positions in _collapsed(words) for _ in split_words(text)]
