@@ -80,8 +80,9 @@ class MaskedDiffusionCaptioner(Captioner):
     #: None: at the step that commits the slot (the analogue of "when generated"); a fraction f: at
     #: f of the steps of the slot's own block (so a level never lands after that block is finished).
     injection_levels: tuple[float | None, ...] = (None, 0.2, 0.5, 0.8)  # type: ignore[assignment]
-    #: seeds: low-confidence remasking with Gumbel noise; ancestral: random remasking (MDLM's sampler).
-    sampling_methods = ("seeds", "ancestral")
+    #: ancestral: random remasking, MDLM's sampler (first: the model's own sampling, the diversity
+    #: phase's headline); seeds: low-confidence remasking with Gumbel noise.
+    sampling_methods = ("ancestral", "seeds")
     config: MDMConfig
 
     def __init__(self, config: MDMConfig):
@@ -281,6 +282,9 @@ class MaskedDiffusionCaptioner(Captioner):
         "ancestral": random remasking, MDLM's ancestral sampler at temperature 1 (LLaDA's
         remasking='random')."""
         remasking = self.sampling_settings(method, k)["remasking"]
+        if temperature == 0 and remasking == "low_confidence" and k > 1:
+            log.warning("mdm: sampling %r at temperature 0 draws no noise: the %d captions of an image are one "
+                        "caption repeated", method, k)
         decoding = {key: v for key, v in decoding.items() if key not in ("seed", "remasking")}
         if remasking == "random":
             decoding["threshold"] = 0.0  # random remasking commits by the step schedule
