@@ -120,6 +120,7 @@ def sample(denoise: Denoiser, batch: int, length: int, mask_id: int, steps: int,
     committed_at = torch.full_like(x, -1)
     calls = torch.zeros(batch, dtype=torch.long, device=device)  # each row's own step counter (no sync)
     pending = torch.ones(batch if injection else 0, dtype=torch.bool, device=device)
+    inject_at = torch.tensor(injection.step if injection else [], dtype=torch.long, device=device)
     bounds = block_bounds(length, blocks)
     starts, total = [], 0
     for (start, end), block_plan in zip(bounds, block_steps(steps, bounds), strict=True):
@@ -131,7 +132,7 @@ def sample(denoise: Denoiser, batch: int, length: int, mask_id: int, steps: int,
         for i in range(iterations):
             open_ = (x == mask_id) & in_block
             if injection is not None:  # due before the row's own step, when it is about to take it
-                due = pending & open_.any(1) & (torch.tensor(injection.step, device=device) == calls)
+                due = pending & open_.any(1) & (inject_at == calls)
                 x, committed_at = _inject(x, committed_at, injection, due, calls)
                 pending &= ~due
                 open_ = (x == mask_id) & in_block
@@ -139,7 +140,7 @@ def sample(denoise: Denoiser, batch: int, length: int, mask_id: int, steps: int,
             if threshold > 0 and not bool(active.any()):
                 break
             logits = denoise(x)
-            rows = active.tolist() if draws else None  # only the rows still decoding draw noise
+            rows = active.tolist() if draws else None  # only the rows still decoding draw (one sync a step)
             noise = gumbel(logits.shape[1:], generators, device, rows) if temperature > 0 else None  # type: ignore[arg-type]
             choice, score = predict(logits, temperature, noise)
             if remasking == "random":
