@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,14 @@ PROBE_TEACHER_FORCING = "teacher_forcing"  # teacher_forced_words: per-word argm
 PROBE_SAMPLING = "sampling"  # sample_captions: k captions per image by each of `sampling_methods`
 PROBE_FORCED_LENGTH = "forced_length"  # forced_length_decoding: every caption exactly N tokens
 PROBES = (PROBE_RAW, PROBE_INJECTION, PROBE_TEACHER_FORCING, PROBE_SAMPLING, PROBE_FORCED_LENGTH)
+
+#: A word, as every probe counts positions: lower-cased alphanumerics, an apostrophe suffix kept.
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def words(text: str) -> list[str]:
+    """The words of a caption (punctuation dropped): the positions the probes' `position` refers to."""
+    return WORD.findall(text.lower())
 
 
 @dataclass(frozen=True)
@@ -203,7 +212,8 @@ class Captioner(ABC):
     probes: ClassVar[frozenset[str]] = frozenset()
     #: injection probe: the points of generation (fraction done, 0 = start, 1 = end) an injection is
     #: made at, each its own curve; () = one point only (autoregressive: the word is forced when reached).
-    injection_levels: ClassVar[tuple[float, ...]] = ()
+    #: None among them: that point (the word put in when generation reaches it), beside the fractions.
+    injection_levels: ClassVar[tuple[float | None, ...]] = ()
     #: sampling probe: the methods of `sample_captions`, e.g. ("seeds",) or ("nucleus", "beams").
     sampling_methods: ClassVar[tuple[str, ...]] = ()
     #: decoding overrides each errprop probe also runs under, each its own curve (e.g. Back&Refine off).
@@ -318,7 +328,8 @@ class Captioner(ABC):
         return Generation(captions, [self.decode_cost(**decoding)] * len(captions), None)
 
     # -- probes (declared in `probes`; bench/metrics/errprop.py, bench/metrics/diversity.py) ----
-    # Word positions are `bench.metrics.errprop.words` positions, so every paradigm shares axes.
+    # Word positions are `words` positions (above; bench.metrics.errprop uses the same), so every
+    # paradigm shares axes.
 
     def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
         """The decoding the injection probe and its uninjected baseline run with (default: as given;

@@ -70,11 +70,32 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     warmup: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
     schedule: Literal["linear", "constant", "cosine"] = "linear"
-    max_grad_norm: float | None = Field(None, gt=0)
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient's global L2 norm to this "
+                                    "(MDLM: 1.0; None: off)")
+    # EMA of the trainable weights, updated after every optimizer step; the averaged weights are the
+    # ones evaluated and saved. It averages over about 1 / (1 - decay) steps and the initial weights
+    # keep a share decay ** steps, so the decay must suit the run's length: MDLM's 0.9999 (a window of
+    # 10k steps) fits its ~1M steps and a COCO run (60 epochs, ~100k steps); the shapes suite's runs
+    # have ~2k steps, where 0.9999 would keep 80% of the initial weights: 0.99 (a window of 100 steps,
+    # the initial weights' share below 1e-8) suits them.
+    ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the weights evaluated and saved "
+                                                            "(None: off; 0.99 for runs of ~2k steps)")
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     num_workers: int = Field(0, ge=0)
     captions_per_image: int | None = Field(None, ge=1, description="None: every reference is a sample")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None: the job's cpus)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_clip_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_grad_norm" in data:  # the key's former name
+            data = dict(data)
+            value = data.pop("max_grad_norm")
+            if "grad_clip" in data and data["grad_clip"] != value:
+                raise ValueError("the gradient clip given twice, as train.max_grad_norm and train.grad_clip: "
+                                 "keep grad_clip")
+            data["grad_clip"] = value
+        return data
 
     @model_validator(mode="after")
     def _some_budget(self) -> TrainConfig:

@@ -3,7 +3,10 @@
 AdamW with linear warm-up and a linear/cosine/constant schedule, mixed precision on GPU (bf16 where
 supported, else fp16 with loss scaling), gradient accumulation, a checkpoint at the end of every epoch
 (atomic), resume from the last checkpoint, progress with loss and ETA, and a budget in epochs and/or
-minutes (whichever ends first).
+minutes (whichever ends first). Options as MDLM trains: gradient clipping to a global norm
+(`grad_clip`), and an exponential moving average of the trainable weights (`ema`, a decay) updated
+after every optimizer step, checkpointed beside the weights, and copied into the module when training
+ends, so evaluation and the saved model use the averaged weights (buffers stay the live ones).
 
 Resume granularity is the epoch: a job killed mid-epoch restarts that epoch from the last checkpoint,
 and a resumed job is bit-identical to an uninterrupted one on the same machine. Every random state
@@ -235,6 +238,37 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int | None) -> Callable[[int], flo
     return factor
 
 
+class _EMA:
+    """shadow <- decay x shadow + (1 - decay) x weights after each optimizer step, from the weights at
+    the start: after n steps, decay**n x w_0 + (1 - decay) x sum_k decay**(n - k) x w_k."""
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            s.mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any] | None, where: Path) -> None:
+        shadow = (state or {}).get("shadow")
+        if shadow is None or [s.shape for s in shadow] != [p.shape for p in self.params]:
+            raise ValueError(f"{where}: the checkpoint holds no EMA of these weights, but train.ema is "
+                             f"{self.decay}: resume with the settings it was written with, or delete it")
+        for s, saved in zip(self.shadow, shadow, strict=True):
+            s.copy_(saved)
+
+    @torch.no_grad()
+    def copy_to_weights(self) -> None:
+        for s, p in zip(self.shadow, self.params, strict=True):
+            p.copy_(s)
+
+
 def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -276,6 +310,7 @@ def train(
 
     report = TrainReport(0, 0, 0.0, 0)
     ckpt_path = workdir / CHECKPOINT
+    state = None
     if distributed.broadcast(ckpt_path.is_file()):  # rank 0 decides: every rank resumes, or none
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         module.load_state_dict(state["module"])
@@ -288,6 +323,9 @@ def train(
         report.resumed_from_epoch = report.epochs_done
         log(f"resuming from epoch {report.epochs_done} ({ckpt_path})")
     distributed.broadcast_module(module)  # identical start on every rank, whatever each initialised
+    ema = _EMA(params, cfg.ema) if cfg.ema else None  # after the broadcast: the same start everywhere
+    if ema is not None and state is not None:
+        ema.load_state_dict(state.get("ema"), ckpt_path)
 
     max_epochs = math.ceil(cfg.epochs) if cfg.epochs else sys.maxsize
     deadline = time.monotonic() + cfg.minutes * 60 - report.seconds if cfg.minutes else None
@@ -329,8 +367,8 @@ def train(
                     _all_reduce_gradients(params, device)
                 if scaler:
                     scaler.unscale_(optimizer)
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 if scaler:
                     scaler.step(optimizer)
                     scaler.update()
@@ -338,6 +376,8 @@ def train(
                     optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
+                if ema is not None:
+                    ema.update()
                 report.steps += 1
             loss_sum += step.loss
             loss_n += 1
@@ -364,10 +404,14 @@ def train(
         if rank == 0:
             _atomic_save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "report": report.to_dict(), "rng": rng_state(),
-                          "scaler": scaler.state_dict() if scaler is not None else None}, ckpt_path)
+                          "scaler": scaler.state_dict() if scaler is not None else None,
+                          "ema": ema.state_dict() if ema is not None else None}, ckpt_path)
             log(f"checkpoint written: epoch {report.epochs_done} ({ckpt_path.name})")
         else:
             _atomic_save({"epochs_done": report.epochs_done, "rng": rng_state()}, _rank_rng_path(workdir, rank))
+    if ema is not None:  # evaluation and the saved model use the averaged weights
+        ema.copy_to_weights()
+        log(f"weights replaced by their moving average (decay {cfg.ema})")
     module.eval()
     return report
 

@@ -118,6 +118,102 @@ def test_injection_commits_the_given_tokens_and_they_are_never_remasked():
     assert not bool((trace.tokens == 6).any())
 
 
+def _row_network(vocab: int = 9, length: int = 12, seed: int = 0):
+    """Logits that depend on the row's own tokens only (a stand-in network without batch coupling),
+    with confidences spread widely enough that rows need different numbers of threshold steps."""
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.randn(vocab + 2, length, vocab, generator=generator) * 2  # ids, one injected, [MASK]
+    positions = torch.randn(length, vocab, generator=generator) * 2
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        neighbours = table[x.roll(1, dims=1), torch.arange(x.shape[1])]  # (batch, L, vocab)
+        return positions + neighbours + table[x].mean(1)
+
+    return denoise
+
+
+def _generators(seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+SETTINGS = [dict(blocks=2, threshold=0.3, temperature=1.5), dict(blocks=3, threshold=0.0, temperature=1.0),
+            dict(blocks=2, remasking="random", temperature=0.0), dict(blocks=2, remasking="random", temperature=1.0)]
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=[str(s) for s in SETTINGS])
+def test_a_row_decodes_the_same_with_any_batch_mates(settings):
+    seeds = [11, 12, 13, 14, 15]
+    positions = torch.zeros(5, 12, dtype=torch.bool)
+    positions[:, 7] = True
+    injection = Injection([0, 2, 4, 6, 30], positions, torch.full((5, 12), 9))  # 9: outside the network's vocab
+    for inject in (None, injection):
+        batch = sample(_row_network(), batch=5, length=12, mask_id=10, steps=6, generators=_generators(seeds),
+                       injection=inject, **settings)
+        for i, seed in enumerate(seeds):
+            alone = sample(_row_network(), batch=1, length=12, mask_id=10, steps=6, generators=_generators([seed]),
+                           injection=None if inject is None else Injection([inject.step[i]], positions[i: i + 1],
+                                                                           inject.tokens[i: i + 1]), **settings)
+            assert torch.equal(alone.tokens[0], batch.tokens[i]), (inject is not None, i)
+            assert torch.equal(alone.committed_at[0], batch.committed_at[i])
+            assert alone.steps == [batch.steps[i]] and torch.equal(alone.block_starts[0], batch.block_starts[i])
+        if inject is not None:  # the injected token is committed at the row's own step (or after its last)
+            assert batch.tokens[:, 7].tolist() == [9] * 5
+            assert batch.committed_at[:, 7].tolist() == [min(s, n) for s, n in zip(inject.step, batch.steps, strict=True)]
+    if settings.get("threshold"):  # the rows did need different numbers of steps: the case that matters
+        assert len(set(batch.steps)) > 1
+
+
+def test_random_remasking_commits_the_schedule_in_a_random_order():
+    def denoise(x: torch.Tensor) -> torch.Tensor:  # position j predicts token 1 with rising confidence
+        logits = torch.zeros(*x.shape, 2)
+        logits[..., 1] = torch.arange(x.shape[1], dtype=torch.float32) + 1
+        return logits
+
+    confident = sample(denoise, batch=1, length=6, mask_id=2, steps=3)
+    assert confident.committed_at.tolist() == [[2, 2, 1, 1, 0, 0]]  # the most confident first
+    orders = set()
+    for seed in range(8):
+        trace = sample(denoise, batch=1, length=6, mask_id=2, steps=3, remasking="random",
+                       generators=_generators([seed]))
+        assert torch.bincount(trace.committed_at[0]).tolist() == [2, 2, 2] and trace.tokens.tolist() == [[1] * 6]
+        orders.add(tuple(trace.committed_at[0].tolist()))
+    assert len(orders) > 3  # the order does not follow the confidence
+    with pytest.raises(ValueError, match="threshold"):
+        sample(denoise, batch=1, length=6, mask_id=2, steps=3, remasking="random", threshold=0.5,
+               generators=_generators([0]))
+    with pytest.raises(ValueError, match="generator"):
+        sample(denoise, batch=1, length=6, mask_id=2, steps=3, remasking="random")
+
+
+def test_temperature_one_draws_tokens_from_the_model_distribution():
+    logits = torch.log(torch.tensor([0.7, 0.2, 0.1]))
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        return logits.expand(*x.shape, 3)
+
+    trace = sample(denoise, batch=3000, length=1, mask_id=3, steps=1, temperature=1.0, remasking="random",
+                   generators=_generators(range(3000)))
+    frequencies = torch.bincount(trace.tokens[:, 0], minlength=3).float() / 3000
+    assert torch.allclose(frequencies, torch.tensor([0.7, 0.2, 0.1]), atol=0.03)
+
+
+def test_injection_steps_are_the_commit_step_or_fractions_of_the_slot_block():
+    from models.masked_diffusion.captioner import _injection_step
+    from models.masked_diffusion.sampler import Trace
+
+    # two blocks of 4: this row took 3 steps in the first and 4 in the second
+    trace = Trace(torch.zeros(1, 8, dtype=torch.long), torch.tensor([[0, 2, 1, 0, 3, 6, 5, 4]]), [7], 7,
+                  [(0, 4), (4, 8)], torch.tensor([[0, 3, 7]]))
+    slot = torch.zeros(8, dtype=torch.bool)
+    slot[[5, 6]] = True  # a word of two pieces in the second block
+    assert _injection_step(trace, 0, slot, None) == 6  # the step that committed its first piece
+    assert [_injection_step(trace, 0, slot, f) for f in (0.0, 0.2, 0.5, 0.8, 1.0)] == [3, 4, 5, 6, 7]
+    slot = torch.zeros(8, dtype=torch.bool)
+    slot[1] = True  # in the first block: the levels stay inside it
+    assert _injection_step(trace, 0, slot, None) == 2
+    assert [_injection_step(trace, 0, slot, f) for f in (0.2, 0.5, 0.8)] == [1, 2, 2]
+
+
 # -- the captioner ---------------------------------------------------------------------------------
 
 
@@ -130,15 +226,32 @@ def untrained(tiny_shapes):
     return model, pixels
 
 
-def test_deterministic_for_a_seed_and_independent_of_batch_mates(untrained):
+CAPTIONER_SETTINGS = [{"temperature": 5.0, "steps": 6},
+                      {"temperature": 2.0, "steps": 8, "blocks": 2, "threshold": 0.02},
+                      {"temperature": 1.0, "steps": 6, "blocks": 2, "remasking": "random"}]
+
+
+@pytest.mark.parametrize("noisy", CAPTIONER_SETTINGS, ids=[str(s) for s in CAPTIONER_SETTINGS])
+def test_deterministic_for_a_seed_and_independent_of_batch_mates(untrained, noisy):
     model, pixels = untrained
-    noisy = {"temperature": 5.0, "steps": 6}
     batch = model.caption_raw(pixels, seed=3, **noisy)
     assert model.caption_raw(pixels, seed=3, **noisy) == batch
     alone = [model.caption_raw(pixels[i: i + 1], seed=3, **noisy)[0] for i in range(len(pixels))]
     assert alone == batch
     assert model.caption_raw(pixels.flip(0), seed=3, **noisy) == batch[::-1]
     assert model.caption_raw(pixels, seed=4, **noisy) != batch  # the seed does change the noise
+
+
+def test_an_injected_caption_does_not_depend_on_its_batch_mates(untrained):
+    model, pixels = untrained
+    decoding = {"temperature": 2.0, "steps": 8, "blocks": 2, "threshold": 0.02, "seed": 1}
+    captions = model.caption(pixels, **decoding)
+    words = ["zebra"] * len(pixels)
+    for level in model.injection_levels:
+        batch = model.caption_with_injection(pixels, captions, 0, words, level=level, **decoding)
+        alone = [model.caption_with_injection(pixels[i: i + 1], captions[i: i + 1], 0, words[:1], level=level,
+                                              **decoding)[0] for i in range(len(pixels))]
+        assert alone == batch, level
 
 
 def test_generate_reports_actual_network_evaluations(untrained):
@@ -202,6 +315,14 @@ def test_sampling_probe_gives_k_captions_per_image(untrained):
     assert samples[0] == model.sample_captions(pixels[:1], 3, "seeds", seed=0, steps=4)[0]
     with pytest.raises(ValueError, match="seeds"):
         model.sample_captions(pixels, 2, "nucleus")
+    # the temperature is honoured: without noise low-confidence remasking gives one caption k times,
+    # random remasking (the ancestral sampler) still varies with the seed
+    assert all(len(set(row)) == 1 for row in model.sample_captions(pixels, 3, "seeds", temperature=0.0, steps=4))
+    ancestral = model.sample_captions(pixels, 3, "ancestral", seed=2, temperature=1.0, steps=4)
+    assert ancestral == model.sample_captions(pixels, 3, "ancestral", seed=2, temperature=1.0, steps=4)
+    assert ancestral != model.sample_captions(pixels, 3, "ancestral", seed=2, temperature=0.5, steps=4)
+    assert any(len(set(row)) > 1 for row in model.sample_captions(pixels, 3, "ancestral", temperature=0.0, steps=4))
+    assert model.sampling_settings("ancestral", 3)["remasking"] == "random"
 
 
 # -- saving: a frozen pretrained image encoder is referred to, not copied ----------------------------
@@ -261,3 +382,48 @@ def test_injection_reuses_the_uninjected_decoding_only_for_the_same_images_and_w
     assert model._base is not remembered  # other images: decoded afresh
     model.training_loss(model.collate(list(pixels), captions))
     assert model._base is None  # training forgets it
+
+
+# -- layering and shared parts -----------------------------------------------------------------------
+
+
+def test_the_package_imports_nothing_from_the_harness_metrics():
+    import ast
+    from pathlib import Path
+
+    import models.masked_diffusion as package
+
+    for path in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith("bench.metrics")], path.name
+
+
+@pytest.mark.parametrize("name", ["mdm-tiny", "ladic-tiny"])
+def test_decoding_runs_in_eval_mode_and_puts_the_callers_mode_back(tiny_shapes, name):
+    from bench.registry import create_captioner
+
+    model = create_captioner(name, dropout=0.1)
+    model.prepare(tiny_shapes.samples("train")[:8])
+    pixels = torch.stack([model.preprocess(s.load_image()) for s in tiny_shapes.samples("test")[:2]])
+    seen: list[bool] = []
+    for m in model.module.modules():
+        m.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    for training in (True, False):
+        model.module.train(training)
+        before = [m.training for m in model.module.modules()]
+        seen.clear()
+        model.caption(pixels, steps=2)
+        assert seen and not any(seen)  # every module ran in eval mode (dropout off)
+        assert [m.training for m in model.module.modules()] == before
+
+
+def test_the_image_preprocessing_is_ladics(tiny_shapes):
+    from models.ladic.captioner import LaDiCCaptioner
+
+    image = tiny_shapes.samples("test")[0].load_image()
+    ladic = LaDiCCaptioner(LaDiCCaptioner.variant_config("ladic-mini"))
+    mdm = MaskedDiffusionCaptioner(MaskedDiffusionCaptioner.variant_config("mdm-mini"))
+    assert torch.equal(ladic.preprocess(image), mdm.preprocess(image))
+    assert mdm.preprocess(image).shape == (3, 64, 64)

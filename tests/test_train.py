@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from bench.api import Captioner, CaptionerConfig
 from bench.config import TrainConfig
 from bench.registry import create_captioner
 from bench.train import CHECKPOINT, train
@@ -32,15 +33,17 @@ def _kill_after_checkpoint(epoch: int):
 
 
 # vit-gpt2-tiny with dropout (the global torch generator matters) and augmentation (python's `random`);
-# ladic-tiny, whose loss draws timesteps and noise (torch), self-conditioning (python) and CFG drops.
-RESUMABLE = [("vit-gpt2-tiny", {"dropout": 0.2, "augment": "crop_flip"}),
-             ("ladic-tiny", {"dropout": 0.1, "augment": "crop_flip"})]
+# ladic-tiny, whose loss draws timesteps and noise (torch), self-conditioning (python) and CFG drops;
+# mdm-tiny trained as MDLM trains (gradient clipping and an EMA of the weights, both checkpointed).
+RESUMABLE = [("vit-gpt2-tiny", {"dropout": 0.2, "augment": "crop_flip"}, {}),
+             ("ladic-tiny", {"dropout": 0.1, "augment": "crop_flip"}, {}),
+             ("mdm-tiny", {"dropout": 0.1}, {"grad_clip": 0.5, "ema": 0.9})]
 
 
-@pytest.mark.parametrize("name, overrides", RESUMABLE, ids=[n for n, _ in RESUMABLE])
-def test_a_job_killed_after_epoch_one_resumes_bit_identically(tiny_shapes, tmp_path, name, overrides):
+@pytest.mark.parametrize("name, overrides, options", RESUMABLE, ids=[n for n, _, _ in RESUMABLE])
+def test_a_job_killed_after_epoch_one_resumes_bit_identically(tiny_shapes, tmp_path, name, overrides, options):
     samples = tiny_shapes.samples("train")[:12]  # 60 pairs -> 8 batches of 8 per epoch
-    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup=0.2)
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, warmup=0.2, **options)
     straight = _model(samples, name, **overrides)
     train(straight, samples, cfg, tmp_path / "a", seed=5, log=_quiet)
 
@@ -101,3 +104,94 @@ def test_minutes_budget_stops_training(tiny_shapes, tmp_path):
     report = train(_model(samples), samples, TrainConfig(epochs=None, minutes=0.0001, batch_size=4),
                    tmp_path, seed=0, log=_quiet)
     assert report.stopped_by == "minutes" and report.epochs_done == 1 and report.steps < 10
+
+
+# -- gradient clipping and the moving average, on a module whose gradient is known ------------------
+
+
+class LinearCaptioner(Captioner):
+    """loss = w . g: the gradient is g whatever w is (a hand-made check of the trainer's options)."""
+
+    paradigm = "autoregressive"
+    variants = {"linear": CaptionerConfig()}
+
+    def __init__(self, g: list[float]):
+        super().__init__(CaptionerConfig())
+        self.g = torch.tensor(g)
+        self.net = torch.nn.Module()
+        self.net.w = torch.nn.Parameter(torch.zeros(len(g)))
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.net
+
+    def preprocess(self, image, train=False):
+        return torch.zeros(1)
+
+    def collate(self, images, captions):
+        return {"x": torch.stack(images)}
+
+    def training_loss(self, batch):
+        return self.net.w @ self.g + 0.0 * batch["x"].sum()
+
+    def caption(self, pixel_values, **decoding):
+        return ["w"] * len(pixel_values)
+
+    def save(self, directory):
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, directory):
+        raise NotImplementedError
+
+
+def _recording_optimizer(monkeypatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(the gradient each AdamW step was given, the weights after each step)."""
+    grads: list[torch.Tensor] = []
+    weights: list[torch.Tensor] = []
+    step = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        grads.append(torch.cat([p.grad.flatten().clone() for g in self.param_groups for p in g["params"]]))
+        out = step(self, *args, **kwargs)
+        weights.append(torch.cat([p.detach().flatten().clone() for g in self.param_groups for p in g["params"]]))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    return grads, weights
+
+
+@pytest.mark.parametrize("clip, expected", [(1.0, [0.6, 0.8]), (10.0, [3.0, 4.0]), (None, [3.0, 4.0])])
+def test_gradient_clipping_caps_the_global_norm(tiny_shapes, tmp_path, monkeypatch, clip, expected):
+    samples = tiny_shapes.samples("train")[:4]  # 20 pairs -> 5 steps
+    grads, _ = _recording_optimizer(monkeypatch)
+    train(LinearCaptioner([3.0, 4.0]), samples, TrainConfig(epochs=1, batch_size=4, grad_clip=clip),
+          tmp_path, log=_quiet)  # |g| = 5: clipped to norm 1 (g / 5), left alone under 10
+    assert len(grads) == 5
+    for g in grads:
+        assert torch.allclose(g, torch.tensor(expected), atol=1e-5)
+
+
+def test_the_moving_average_is_the_closed_form_and_becomes_the_weights(tiny_shapes, tmp_path, monkeypatch):
+    samples = tiny_shapes.samples("train")[:4]
+    _, weights = _recording_optimizer(monkeypatch)
+    model = LinearCaptioner([1.0, -2.0])
+    start = model.net.w.detach().clone()
+    decay = 0.8
+    report = train(model, samples, TrainConfig(epochs=2, batch_size=4, lr=0.1, ema=decay), tmp_path, log=_quiet)
+    n = report.steps
+    assert n == len(weights) == 10 and not torch.allclose(weights[-1], start)
+    # decay^n w_0 + (1 - decay) sum_k decay^(n - k) w_k, k = 1..n
+    expected = decay ** n * start + (1 - decay) * sum(decay ** (n - k) * w for k, w in enumerate(weights, 1))
+    assert torch.allclose(model.net.w.detach(), expected, atol=1e-6)
+    assert not torch.allclose(model.net.w.detach(), weights[-1], atol=1e-3)  # not the last weights
+
+
+def test_a_former_key_and_a_checkpoint_without_ema_are_handled(tiny_shapes, tmp_path):
+    assert TrainConfig(max_grad_norm=2.0).grad_clip == 2.0
+    with pytest.raises(ValueError, match="grad_clip"):
+        TrainConfig(max_grad_norm=2.0, grad_clip=1.0)
+    samples = tiny_shapes.samples("train")[:4]
+    train(LinearCaptioner([1.0]), samples, TrainConfig(epochs=1, batch_size=4), tmp_path, log=_quiet)
+    with pytest.raises(ValueError, match="no EMA"):
+        train(LinearCaptioner([1.0]), samples, TrainConfig(epochs=2, batch_size=4, ema=0.9), tmp_path, log=_quiet)

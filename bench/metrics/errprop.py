@@ -44,12 +44,12 @@ d. Repetition rate: the share of words equal to the word before them, on raw out
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+from bench.api import WORD, words  # noqa: F401 - the contract's word split (bench/api.py), re-exported
+
 #: Function words never drawn as wrong words (a wrong word should change what a caption says).
 STOPWORDS = frozenset(
     "a an the and or but of in on at to from with without by for as is are was were be been being "
@@ -58,10 +58,6 @@ STOPWORDS = frozenset(
 
 # (kind, i, j): "equal" | "sub" | "del" (O[i] dropped) | "ins" (I[j] added before O[i])
 Op = tuple[str, int, int]
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
 
 
 def _table(a: Sequence[str], b: Sequence[str], free: int | None) -> list[list[int]]:

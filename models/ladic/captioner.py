@@ -107,13 +107,14 @@ from PIL import Image
 from torch.nn.utils.rnn import pad_sequence
 
 from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_SAMPLING, Captioner, Knob, Sample, VariantInfo
-from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
+from models.ladic import encoders
 from models.ladic.config import VARIANTS, LaDiCConfig, validate
 from models.ladic.diffusion import Diffusion, NoiseSource, Refine, SampleTrace, guide
 from models.ladic.mbr import mbr_select
 from models.ladic.network import Architecture, LaDiCNetwork, build, rebuild
 from models.ladic.probes import LaDiCProbes
 from models.ladic.tokens import CaptionCodec
+from models.modes import evaluating
 from models.seeding import image_seeds
 from models.text import normalise_caption
 
@@ -201,10 +202,7 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
 
     # -- data -------------------------------------------------------------------------------------
     def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
-        if train:
-            image = augment(image, self.config.augment)
-        mean, std = (CLIP_MEAN, CLIP_STD) if self.config.image_norm == "clip" else (HALF, HALF)
-        return to_tensor(image, self.config.image_size, mean, std)
+        return encoders.preprocess(self.config, image, train)
 
     def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
         if self.codec is None:
@@ -289,8 +287,8 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         return [list(row) for row in zip(*runs, strict=True)]
 
     def _ids(self, x0: torch.Tensor) -> torch.Tensor:
-        latent = self.module.latent
-        return latent.to_ids(latent.logits(x0))
+        with evaluating(self.module) as network:  # the paper decoder's BERT layers: no dropout here either
+            return network.latent.to_ids(network.latent.logits(x0))
 
     @torch.no_grad()
     def sample_latents(self, pixel_values: torch.Tensor, steps: int, guidance: float,
@@ -303,20 +301,19 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
     def sample_trace(self, pixel_values: torch.Tensor, steps: int, guidance: float, refine: Refine | None,
                      mbr: int = 1, seed: int = 0, mode: Mode = "optimized", **probe: Any) -> SampleTrace:
         """The sampler's trace; `probe` passes inject / pause_at / resume on (Diffusion.sample)."""
-        network = self.module
-        network.eval()
-        pixel_values = pixel_values.to(self.device)
-        if mode == "optimized":
-            denoise = self._optimized_denoiser(pixel_values, guidance, mbr)
-        elif mode == "reference":
-            denoise = self._reference_denoiser(pixel_values, guidance, mbr)
-        else:
+        if mode not in ("optimized", "reference"):
             raise ValueError(f"mode must be 'optimized' or 'reference', got {mode!r}")
-        latent = network.latent
-        noise = NoiseSource(image_seeds(pixel_values, seed), mbr, self.config.max_tokens, latent.width,
-                            self.device, pixel_values.dtype)
-        return self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
-                                     latent.confidence, **probe)
+        with evaluating(self.module) as network:  # the caller's train/eval mode is put back afterwards
+            pixel_values = pixel_values.to(self.device)
+            if mode == "optimized":
+                denoise = self._optimized_denoiser(pixel_values, guidance, mbr)
+            else:
+                denoise = self._reference_denoiser(pixel_values, guidance, mbr)
+            latent = network.latent
+            noise = NoiseSource(image_seeds(pixel_values, seed), mbr, self.config.max_tokens, latent.width,
+                                self.device, pixel_values.dtype)
+            return self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
+                                         latent.confidence, **probe)
 
     def _optimized_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
         network, batch = self.module, pixel_values.shape[0]

@@ -6,10 +6,27 @@ diffuser cross-attends to. `frozen` tells the network whether to run the encoder
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from models.ladic.config import ImageEncoderConfig
+
+
+def preprocess(cfg: ImageEncoderConfig, image: Image.Image, train: bool = False) -> torch.Tensor:
+    """A PIL image as the encoder's input: augmented in training (`cfg.augment`), resized to
+    `cfg.image_size`, normalised by `cfg.image_norm` (CLIP's mean/std or 0.5/0.5). Shared by every
+    captioner on these encoders (LaDiC, the masked-diffusion captioner)."""
+    from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
+
+    if train:
+        image = augment(image, cfg.augment)
+    mean, std = (CLIP_MEAN, CLIP_STD) if cfg.image_norm == "clip" else (HALF, HALF)
+    return to_tensor(image, cfg.image_size, mean, std)
 
 
 class BlipImageEncoder(nn.Module):

@@ -27,6 +27,14 @@ What follows which source:
   of that token, and the most confident are committed: n masked over s steps gives n // s per step,
   the remainder to the first steps, all committed at the last step. Committed tokens are never
   re-masked. steps = L is DDCap-style one token per step; steps = 1 is one-shot.
+- Random remasking (knob `remasking`: "low_confidence" | "random"; LLaDA's remasking='random'): the
+  positions a step commits are chosen uniformly at random instead of by confidence. At temperature 1
+  (tokens drawn from the model's distribution) this is MDLM's ancestral sampler, with one difference:
+  MDLM unmasks each masked position independently with probability (alpha_s - alpha_t) / (1 - alpha_t),
+  so the count per step is random, where LLaDA's fixed count per step (the schedule above) is kept here,
+  so the steps and the network evaluations are those of the other samplers. It is the sampling probe's
+  "ancestral" method (the diversity phase); "seeds" keeps low-confidence remasking with Gumbel noise.
+  Random remasking needs the step schedule (threshold 0).
 - Threshold rule (Fast-dLLM): commit every masked position above `threshold`, at least the most
   confident one; the step count depends on the data and `generate` reports it per caption.
 - Semi-autoregressive blocks (LLaDA): L split into `blocks` contiguous blocks, left to right, the steps
@@ -48,14 +56,19 @@ is small, to be measured before adding it.
 Deviations, and choices the sources leave open:
 - Steps above L (or above a block's length) are capped: a step that can commit nothing would still cost
   a network evaluation. `decode_cost` and `generate` report the steps actually run (x 2 with guidance).
-- Noise: one generator per image seeded from (seed, the image's preprocessed pixels) (models.seeding), so a
-  caption never depends on its batch mates. With temperature 0 (the default) decoding draws nothing.
+- Noise: one generator per image seeded from (seed, the image's preprocessed pixels) (models.seeding),
+  drawn only on the row's own steps (a step counter per row: under the threshold rule a row that
+  finished a block waits while its batch mates go on), so a caption never depends on its batch mates.
+  With temperature 0 and low-confidence remasking (the defaults) decoding draws nothing.
 - Captions: the words before the first [SEP] ([PAD] skipped), consecutive repeated words collapsed per
   caption, as LaDiC's post-process; `caption_raw` keeps the repeats.
 - Injection probe: the uninjected decoding is rerun (same seed, same tokens) to find the token
-  positions of word k; the wrong word's pieces are committed there at step round(level x steps) (the
-  caption's own step count under the threshold rule); pieces beyond the original word's are cut,
-  spare positions get [PAD]; decoding continues with the same noise draws.
+  positions of word k and the steps; the wrong word's pieces are committed there (pieces beyond the
+  original word's are cut, spare positions get [PAD]) and decoding continues with the same noise
+  draws. Levels (`injection_levels`), in the caption's own steps: None, before the step that committed
+  the word's first piece (the analogue of an autoregressive model's "when generated"); 0.2 / 0.5 / 0.8,
+  at that fraction of the steps of the block holding that piece (a fraction of all the steps would,
+  with two blocks, land at 0.5 and 0.8 on words the first block had already committed).
 
 Variants (image encoders and vocabularies of LaDiC's variants, so mdm-X vs ladic-X isolates the decoder):
 - mdm-base: ladic-base's frozen BLIP ViT-B/16 (224 px, 197 tokens of 768) and bert-base-uncased's

@@ -28,13 +28,15 @@ from bench.api import (
     Sample,
     VariantInfo,
 )
-from models.imaging import CLIP_MEAN, CLIP_STD, HALF, augment, to_tensor
+from bench.api import words as split_words  # the harness's word positions (the probes' axes)
+from models.ladic.encoders import preprocess
 from models.masked_diffusion import process
-from models.masked_diffusion.config import VARIANTS, MDMConfig, validate
+from models.masked_diffusion.config import REMASKING, VARIANTS, MDMConfig, validate
 from models.masked_diffusion.network import MDMNetwork, build_image_encoder
 from models.masked_diffusion.sampler import Injection, Trace, sample
 from models.masked_diffusion.seeds import generators
 from models.masked_diffusion.vocab import Vocabulary
+from models.modes import evaluating
 from models.text import normalise_caption
 
 log = logging.getLogger("models.masked_diffusion")
@@ -48,6 +50,7 @@ class Decoding:
     threshold: float
     blocks: int
     seed: int
+    remasking: str = "low_confidence"
 
 
 class MaskedDiffusionCaptioner(Captioner):
@@ -68,11 +71,18 @@ class MaskedDiffusionCaptioner(Captioner):
         Knob("temperature", float, None, help="Gumbel noise on the logits (0: argmax)"),
         Knob("threshold", float, None, help="commit every position above this confidence (0: the step schedule)"),
         Knob("blocks", int, None, help="semi-autoregressive blocks, left to right (1: off)"),
+        Knob("remasking", str, None, choices=REMASKING,
+             help="which masked positions a step commits: the most confident (low_confidence) or random ones "
+                  "(random: MDLM's ancestral sampler at temperature 1)"),
         Knob("seed", int, 0, help="noise seed; a caption depends on (image, seed) only"),
     )
     probes = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_SAMPLING})
-    injection_levels = (0.2, 0.5, 0.8)
-    sampling_methods = ("seeds",)
+    #: None: at the step that commits the slot (the analogue of "when generated"); a fraction f: at
+    #: f of the steps of the slot's own block (so a level never lands after that block is finished).
+    injection_levels: tuple[float | None, ...] = (None, 0.2, 0.5, 0.8)  # type: ignore[assignment]
+    #: ancestral: random remasking, MDLM's sampler (first: the model's own sampling, the diversity
+    #: phase's headline); seeds: low-confidence remasking with Gumbel noise.
+    sampling_methods = ("ancestral", "seeds")
     config: MDMConfig
 
     def __init__(self, config: MDMConfig):
@@ -113,10 +123,7 @@ class MaskedDiffusionCaptioner(Captioner):
 
     # -- data and training ------------------------------------------------------------------------
     def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
-        if train:
-            image = augment(image, self.config.augment)
-        mean, std = (CLIP_MEAN, CLIP_STD) if self.config.image_norm == "clip" else (HALF, HALF)
-        return to_tensor(image, self.config.image_size, mean, std)
+        return preprocess(self.config, image, train)  # LaDiC's, as the encoders are
 
     def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
         if self.vocab is None:
@@ -144,18 +151,23 @@ class MaskedDiffusionCaptioner(Captioner):
     def default_decoding(self) -> dict[str, Any]:
         c = self.config
         return {"steps": c.steps, "guidance": c.guidance, "temperature": c.temperature,
-                "threshold": c.threshold, "blocks": c.blocks}
+                "threshold": c.threshold, "blocks": c.blocks, "remasking": c.remasking}
 
     def _settings(self, steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
-                  threshold: float | None = None, blocks: int | None = None, seed: int = 0) -> Decoding:
+                  threshold: float | None = None, blocks: int | None = None, seed: int = 0,
+                  remasking: str | None = None) -> Decoding:
         c = self.config
         d = Decoding(c.steps if steps is None else int(steps), c.guidance if guidance is None else float(guidance),
                      c.temperature if temperature is None else float(temperature),
                      c.threshold if threshold is None else float(threshold),
-                     c.blocks if blocks is None else int(blocks), int(seed))
+                     c.blocks if blocks is None else int(blocks), int(seed),
+                     c.remasking if remasking is None else str(remasking))
         if d.steps < 1 or d.temperature < 0 or not 0 <= d.threshold < 1 or not 1 <= d.blocks <= c.max_tokens:
             raise ValueError(f"mdm decoding: steps >= 1, temperature >= 0, 0 <= threshold < 1 and "
                              f"1 <= blocks <= {c.max_tokens} are required, got {d}")
+        if d.remasking not in REMASKING or (d.remasking == "random" and d.threshold > 0):
+            raise ValueError(f"mdm decoding: remasking must be one of {REMASKING}, and 'random' commits by the "
+                             f"step schedule (threshold 0); got remasking={d.remasking!r}, threshold={d.threshold}")
         return d
 
     def decode_cost(self, **decoding: Any) -> int:
@@ -188,13 +200,15 @@ class MaskedDiffusionCaptioner(Captioner):
 
     @torch.no_grad()
     def _trace(self, pixel_values: torch.Tensor, d: Decoding, injection: Injection | None = None) -> Trace:
-        self.module.eval()
+        """The sampler's trace, in eval mode (the caller's mode is put back afterwards)."""
         assert self.vocab is not None
         pixel_values = pixel_values.to(self.device)
-        rngs = generators(pixel_values, d.seed) if d.temperature > 0 else None
-        return sample(self._denoiser(pixel_values, d.guidance), pixel_values.shape[0], self.config.max_tokens,
-                      self.vocab.mask, d.steps, blocks=d.blocks, threshold=d.threshold, temperature=d.temperature,
-                      generators=rngs, injection=injection, device=self.device)
+        rngs = generators(pixel_values, d.seed) if d.temperature > 0 or d.remasking == "random" else None
+        with evaluating(self.module):
+            return sample(self._denoiser(pixel_values, d.guidance), pixel_values.shape[0], self.config.max_tokens,
+                          self.vocab.mask, d.steps, blocks=d.blocks, threshold=d.threshold,
+                          temperature=d.temperature, remasking=d.remasking, generators=rngs, injection=injection,
+                          device=self.device)
 
     def _finish(self, row: Sequence[int]) -> str:
         """The caption: the raw words with consecutive repeats collapsed (LaDiC's post-process)."""
@@ -221,13 +235,14 @@ class MaskedDiffusionCaptioner(Captioner):
     def caption_with_injection(self, pixel_values: torch.Tensor, captions: list[str], position: int,
                                words: list[str], level: float | None = None, **decoding: Any) -> list[str]:
         """Word `position` of each uninjected caption is overwritten by `words[i]` (its pieces, at the
-        positions of that word's pieces) at step round(level x steps), counted committed, and decoding
-        goes on with the same noise. The uninjected run is repeated here (same seed: the same tokens)
-        to find the word's positions. level None: 0.5."""
+        positions of that word's pieces), counted committed, and decoding goes on with the same noise.
+        When (`_injection_step`, in the caption's own steps): level None, at the step that committed
+        the word's first piece in the uninjected run (the analogue of "when generated"); a fraction f,
+        at f of the steps of the block holding that piece. The uninjected run is repeated here (same
+        seed: the same tokens) to find the word's positions and steps."""
         assert self.vocab is not None
         d = self._settings(**decoding)
         base = self._base_trace(pixel_values, d)
-        level = 0.5 if level is None else float(level)
         positions = torch.zeros_like(base.tokens, dtype=torch.bool)
         tokens = torch.full_like(base.tokens, self.vocab.pad)
         for i, row in enumerate(base.tokens.tolist()):
@@ -239,7 +254,7 @@ class MaskedDiffusionCaptioner(Captioner):
             for j, slot in enumerate(slots):  # pieces beyond the word's length are cut; spare slots: [PAD]
                 positions[i, slot] = True
                 tokens[i, slot] = pieces[j] if j < len(pieces) else self.vocab.pad
-        steps = [round(level * n) for n in base.steps]
+        steps = [_injection_step(base, i, positions[i], level) for i in range(len(base.steps))]
         trace = self._trace(pixel_values, d, Injection(steps, positions, tokens))
         return [self._finish(row) for row in trace.tokens.tolist()]
 
@@ -252,16 +267,28 @@ class MaskedDiffusionCaptioner(Captioner):
             self._base = (key, self._trace(pixel_values, d))
         return self._base[1]
 
-    def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
-                        **decoding: Any) -> list[list[str]]:
-        """k captions per image with seeds seed, seed + 1, ..., Gumbel noise on (the decoding's
-        temperature, or `sample_temperature` when that is 0)."""
+    def sampling_settings(self, method: str, k: int) -> dict[str, Any]:
+        """The decoding `method` overrides (the diversity phase records them; the temperature is the
+        call's own)."""
         if method not in self.sampling_methods:
             raise ValueError(f"mdm: sampling method {method!r} is not accepted; accepted: {self.sampling_methods}")
-        decoding = {key: v for key, v in decoding.items() if key != "seed"}
-        d = self._settings(**decoding)
-        temperature = d.temperature if d.temperature > 0 else self.config.sample_temperature
-        runs = [self.caption(pixel_values, **{**decoding, "temperature": temperature, "seed": seed + j})
+        return {"remasking": "random" if method == "ancestral" else "low_confidence",
+                "seeds": f"seed .. seed + {k - 1}"}
+
+    def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
+                        temperature: float = 1.0, **decoding: Any) -> list[list[str]]:
+        """k captions per image from seeds seed, seed + 1, ..., at `temperature` (the Gumbel noise on the
+        logits; 1: tokens drawn from the model's distribution). "seeds": low-confidence remasking;
+        "ancestral": random remasking, MDLM's ancestral sampler at temperature 1 (LLaDA's
+        remasking='random')."""
+        remasking = self.sampling_settings(method, k)["remasking"]
+        if temperature == 0 and remasking == "low_confidence" and k > 1:
+            log.warning("mdm: sampling %r at temperature 0 draws no noise: the %d captions of an image are one "
+                        "caption repeated", method, k)
+        decoding = {key: v for key, v in decoding.items() if key not in ("seed", "remasking")}
+        if remasking == "random":
+            decoding["threshold"] = 0.0  # random remasking commits by the step schedule
+        runs = [self.caption(pixel_values, **decoding, remasking=remasking, temperature=temperature, seed=seed + j)
                 for j in range(k)]
         return [[run[i] for run in runs] for i in range(pixel_values.shape[0])]
 
@@ -330,13 +357,22 @@ def _codec(cfg: MDMConfig, captions: list[str]):
     return CaptionCodec.fit_words(captions)
 
 
+def _injection_step(base: Trace, row: int, slot: torch.Tensor, level: float | None) -> int:
+    """The row's own step before which the word at `slot` (bool over positions) is injected: None, the
+    step that committed its first piece; f, f of the way through the steps of that piece's block."""
+    first = int(slot.nonzero()[0, 0])
+    if level is None:
+        return int(base.committed_at[row, first])
+    block = next(b for b, (start, end) in enumerate(base.blocks) if start <= first < end)
+    start, end = int(base.block_starts[row, block]), int(base.block_starts[row, block + 1])
+    return start + round(float(level) * (end - start))
+
+
 def _collapsed(words: list[tuple[str, list[int]]]) -> list[tuple[str, list[int]]]:
     """Consecutive equal words collapsed to the first (per caption: batch mates never matter)."""
     return [w for n, w in enumerate(words) if n == 0 or w[0] != words[n - 1][0]]
 
 
 def _word_spans(words: list[tuple[str, list[int]]]) -> list[list[int]]:
-    """Token positions of each word of the caption as the harness splits it (bench.metrics.errprop.words)."""
-    from bench.metrics.errprop import words as split_words
-
+    """Token positions of each word of the caption as the harness splits it (bench.api.words)."""
     return [positions for text, positions in _collapsed(words) for _ in split_words(text)]

@@ -37,7 +37,7 @@ class MDMConfig(ImageEncoderConfig):
     temperature: float = 0.0  # Gumbel noise scale on the logits (0: argmax)
     threshold: float = 0.0  # Fast-dLLM's confidence threshold (0: off, the step schedule applies)
     blocks: int = 1  # semi-autoregressive blocks (LLaDA), decoded left to right
-    sample_temperature: float = 1.0  # the `sampling` probe's temperature when decoding has none
+    remasking: str = "low_confidence"  # low_confidence (LLaDA) | random (MDLM's ancestral sampler)
 
     def weights_sources(self) -> dict[str, str]:
         """role -> pretrained weights this config loads, for the job's identity (bench/plan.py): the
@@ -47,9 +47,12 @@ class MDMConfig(ImageEncoderConfig):
         return {}
 
 
+#: which masked positions a sampling step commits (models/masked_diffusion/sampler.py)
+REMASKING = ("low_confidence", "random")
 CHOICES = {
     "image_encoder": ("blip", "conv"), "image_norm": ("clip", "half"),
     "tokenizer": ("wordpiece", "word"), "lm_vocab": ("full", "train"),
+    "remasking": REMASKING,
 }
 
 
