@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.metrics.catalog import higher_is_better
 from bench.report.data import METRICS, Entry, Published
 from bench.report.footer import Provenance, footer_csv, footer_latex, footer_markdown
 
@@ -88,8 +89,9 @@ def main_rows(entries: list[Entry]) -> list[MainRow]:
     for m in METRICS:
         # Compare what is printed, so two rows that read the same are both bold.
         shown = [round(r.cells[m].point, 1) for r in rows if r.cells[m].point is not None]
+        top = (max if higher_is_better(m) else min)(shown) if shown else None  # bench/metrics/catalog.py
         for r in rows:
-            r.cells[m].bold = bool(shown) and r.cells[m].point is not None and round(r.cells[m].point, 1) == max(shown)
+            r.cells[m].bold = bool(shown) and r.cells[m].point is not None and round(r.cells[m].point, 1) == top
     return rows
 
 
