@@ -109,7 +109,11 @@ def score_request(cfg: BenchConfig, request: ScoreRequest, results_dir: Path, tr
                  "have no caption: comparisons use the images every compared row has")
         for task_name, split in _rows(task, request):
             job = make_job(cfg, request, task_name, split, seed, caption_file, results_dir)
-            results.append(_score_row(job, task, caption_file, request, echo))
+            try:
+                results.append(_score_row(job, task, caption_file, request, echo))
+            except CaptionFileError as err:  # e.g. no caption in one NoCaps domain: the other rows stand
+                echo(f"warning: {err}")
+                continue
             tracker.log_job(job, results[-1])
     return results, errors
 
@@ -132,7 +136,7 @@ def _score_row(job: Job, task, caption_file: CaptionFile, request: ScoreRequest,
     done = job.dir / files.RESULT
     if done.is_file():
         echo(f"{job.label} {job.task} seed {job.seed}: already scored ({job.dir.name})")
-        return read_json(done)
+        return {**read_json(done), "scored_before": True}
     split = job.eval["split"]
     references = task.references(split)
     captions = {i: c for i, c in caption_file.captions.items() if i in references}
@@ -223,7 +227,7 @@ def run_score(cfg: BenchConfig, request: ScoreRequest, echo: Callable[[str], Non
         finally:
             tracker.finish(status)
         rows = suite_rows(cfg, request.suite, suite_dir)
-        if written and rows:
+        if any(not r.get("scored_before") for r in written) and rows:
             _refresh(suite_dir, rows, echo)
             write_summary(suite_dir, rows)
     return written, errors
