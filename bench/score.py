@@ -53,11 +53,14 @@ def alternate_ids(task, split: str) -> dict[str, dict[str, str]]:
     split_file = getattr(task, "split_file", None)
     if split_file is None or not Path(split_file).is_file():
         return {}
-    from tasks.karpathy import image_id_of, read_karpathy_json
+    from tasks.karpathy import DatasetError, image_id_of, read_karpathy_json
 
     mapping = getattr(task, "split_map", {})
-    table = {str(e["imgid"]): image_id_of(e) for e in read_karpathy_json(Path(split_file))["images"]
-             if "imgid" in e and mapping.get(e["split"]) == split}
+    try:
+        entries = read_karpathy_json(Path(split_file))["images"]
+    except DatasetError:  # not a Karpathy file (NoCaps' captions file): its ids are the only ones
+        return {}
+    table = {str(e["imgid"]): image_id_of(e) for e in entries if "imgid" in e and mapping.get(e.get("split")) == split}
     return {"Karpathy imgid": table} if table else {}
 
 
