@@ -110,3 +110,16 @@ def test_disagreeing_metric_entries_are_refused(tmp_path):
     path = _write(tmp_path / "odd.jsonl", json.dumps(record))
     with pytest.raises(CaptionFileError, match="disagree"):
         load_caption_file(path, SPLIT)
+
+
+def test_the_file_digest_is_in_the_rows_identity(tmp_path, write_config):
+    from bench.config import load_config
+    from bench.score import ScoreRequest, make_job
+
+    cfg = load_config(write_config("suites:\n  mini:\n    tasks: [shapes]\n    models: [constant]\n"))
+    one = load_caption_file(_write(tmp_path / "a.json", [{"image_id": 391895, "caption": "a dog"}]), SPLIT)
+    two = load_caption_file(_write(tmp_path / "b.json", [{"image_id": 391895, "caption": "a cat"}]), SPLIT)
+    request = ScoreRequest("mini", "shapes", "test", "x", "diffusion", [one.path])
+    jobs = [make_job(cfg, request, "shapes", "test", 0, f, tmp_path) for f in (one, two, one)]
+    assert jobs[0].identity()["overrides"]["sha256"] == one.sha256
+    assert jobs[0].key != jobs[1].key and jobs[0].key == jobs[2].key  # the MLflow run's bench.key tag

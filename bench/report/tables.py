@@ -125,6 +125,10 @@ def _notes(entries: list[Entry], failed: list[dict[str, Any]], published: Publis
         # The recorded reason names local paths; the table gets a portable one.
         why = " (needs the Stanford CoreNLP 3.6.0 jars, absent offline)" if m == "SPICE" else ""
         notes.append(f"{m} {DASH}: not measured{why}.")
+    from bench.report.extra import uncaptioned_note  # caption files scored with `bench score`
+
+    if uncaptioned_note(entries):
+        notes.append(uncaptioned_note(entries))
     multi = [e for e in entries if len(e.runs) > 1]
     if multi:
         notes.append("Mean over training seeds for " + ", ".join(f"{e.label} ({len(e.runs)})" for e in multi)
