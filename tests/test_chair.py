@@ -56,3 +56,21 @@ def test_images_outside_the_annotations_and_bad_files_are_clear_errors(tmp_path)
     bad.write_text(json.dumps({"images": [], "annotations": []}))
     with pytest.raises(ValueError, match="captions_val2014.json: not COCO instance annotations"):
         load_instances([bad])
+
+
+def test_chair_through_extra_scores_gets_bootstrap_intervals(tmp_path):
+    from bench.metrics.extra import extra_scores
+    from bench.metrics.stats import bootstrap_ci
+
+    path = _instances(tmp_path / "instances_val2014.json", {1: [1], 2: [18], 3: [59], 4: [17]})
+    captions = {"1": "a man", "2": "a dog and a cat", "3": "a pizza", "4": "a cat on a bed"}
+    out = extra_scores(None, "test", captions, {i: ["x"] for i in captions}, {"instances": [str(path)]})
+    assert out.corpus["CHAIR-s"] == pytest.approx(2 / 4) and out.corpus["CHAIR-i"] == pytest.approx(2 / 6)
+    tokens = {i: ["x"] for i in captions}
+    ci = bootstrap_ci(tokens, tokens, metrics=("CHAIR-i", "CHAIR-s"), per_image=out.per_image,
+                      corpus=out.corpus, n_resamples=200)
+    for metric in ("CHAIR-i", "CHAIR-s"):
+        assert ci[metric].low <= out.corpus[metric] <= ci[metric].high
+        assert ci[metric].point == pytest.approx(out.corpus[metric])
+    missing = extra_scores(None, "test", {"9": "a dog"}, {"9": ["x"]}, {"instances": [str(path)]})
+    assert "not in the instance annotations" in missing.unavailable["CHAIR-i"]
