@@ -97,3 +97,31 @@ def test_images_absent_make_clipscore_unavailable(tiny_clip):
 
     out = extra_scores(Task(), "test", {"0": "a"}, {"0": ["b"]}, {"clip": str(tiny_clip)})
     assert "no readable image file" in out.unavailable["CLIPScore"]
+
+
+@pytest.mark.java
+@pytest.mark.slow
+def test_a_suite_job_records_clipscore_per_image_with_intervals(tiny_clip, write_config, monkeypatch):
+    import bench.metrics.quality as quality
+    from bench.config import load_config
+    from bench.results import read_json
+    from bench.suite import run_suite
+
+    scorers = quality._scorers  # METEOR's JVM start-up is beside the point here
+    monkeypatch.setattr(quality, "_scorers", lambda metrics: scorers(tuple(m for m in metrics if m != "METEOR")))
+    cfg = load_config(write_config(f"""
+        tracking: {{kind: none}}
+        executor: {{kind: local}}
+        suites:
+          clip:
+            tasks: [shapes]
+            phases: [eval]
+            eval: {{batch_size: 12, bootstrap: 50, clip: {tiny_clip}}}
+            models: [constant]
+        """))
+    (result,) = run_suite(cfg, "clip", echo=lambda _: None)
+    scores = read_json(cfg.results_dir / "clip" / result["job_id"] / "scores.json")
+    assert {"CLIPScore", "RefCLIPScore"} <= set(scores["corpus"]) and not scores.get("unavailable", {}).get("CLIPScore")
+    assert all("CLIPScore" in p for p in scores["per_image"].values()) and len(scores["per_image"]) == 12
+    iv = scores["intervals"]["CLIPScore"]
+    assert iv["low"] <= scores["corpus"]["CLIPScore"] <= iv["high"]

@@ -64,5 +64,6 @@ def _clip(source: str, task, split: str, captions, references):
 
 def _chair(instances, captions, references):
     from bench.metrics.chair import chair_scores, load_instances
+    from tasks.karpathy import expand_path
 
-    return chair_scores(captions, references, load_instances(instances))
+    return chair_scores(captions, references, load_instances([expand_path(p) for p in instances]))
