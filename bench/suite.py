@@ -32,7 +32,7 @@ def make_executor(cfg: BenchConfig):
     cache = os.environ.get("BENCH_CACHE", ".cache")
     env = {"BENCH_CACHE": str(Path(cache).resolve())}
     for name in ("BENCH_WEIGHTS_DIR", "HF_HOME", "HF_HUB_OFFLINE", "COCO_ROOT", "FLICKR30K_ROOT",
-                 "FLICKR8K_ROOT"):
+                 "FLICKR8K_ROOT", "NOCAPS_ROOT"):
         if name in os.environ:
             env[name] = os.environ[name]
     return RayExecutor(cfg.executor, env)

@@ -108,6 +108,14 @@ class NocapsTask(PublishedKarpathyTask):
             listed["val"], where["val"] = listed["val"][:cap], where["val"][:cap]
         return listed, where
 
+    def remedy(self) -> str:
+        root = str(self.root) if self.root is not None else "ROOT"
+        return (f"nocaps expects under {root}:\n"
+                f"  {self.split_filename}  {CAPTIONS_URL}\n"
+                f"  val/  the images, each from the `coco_url` its entry in that file names\n"
+                f"Download them (the benchmark never downloads) and point the benchmark at the root with "
+                f"NOCAPS_ROOT={root} or `tasks: {{nocaps: {{root: {root}}}}}` in bench.yaml.")
+
     def subsets(self, split: str) -> dict[str, str]:
         """The domain splits of `split` (name -> split), for per-domain rows."""
         return {domain: f"{split}-{domain}" for domain in DOMAINS} if split == "val" else {}

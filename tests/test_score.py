@@ -48,6 +48,14 @@ def test_caption_files_join_the_suite(write_config, tiny_shapes, tmp_path, monke
 
     cfg = load_config(write_config(SUITE))
     run_suite(cfg, "mini", echo=lambda _: None)
+    logged = []
+
+    class Recorder:  # stands in for the MLflow tracker: the rows reach it through the public log_job
+        def start(self, *args): pass
+        def log_job(self, job, result, cached=False): logged.append((job, result))
+        def finish(self, status): pass
+
+    monkeypatch.setattr("bench.tracking.make_tracker", lambda *a, **k: Recorder())
     samples = tiny_shapes.samples("test")
     good = [_results_file(tmp_path / f"diff{s}.json", samples, w, skip=s) for s, w in ((0, ""), (1, "indeed"))]
     bad = tmp_path / "bad.json"
@@ -76,6 +84,9 @@ def test_caption_files_join_the_suite(write_config, tiny_shapes, tmp_path, monke
     assert set(scores["per_image"]) == {s.image_id for s in samples[1:]}
     assert scores["intervals"]["CIDEr"]["low"] <= scores["corpus"]["CIDEr"] <= scores["intervals"]["CIDEr"]["high"]
     assert row["file"]["sha256"] in read_json(suite_dir / row["job_id"] / "job.json")["overrides"]["sha256"]
+
+    assert sorted(job.identity()["overrides"]["sha256"] for job, _ in logged[:3]) == sorted(
+        r["file"]["sha256"] for r in rows)  # each row mirrored, its file's digest in its identity (MLflow key)
 
     seeds = {r["model"]: r for r in read_json(suite_dir / "seeds.json")["models"]}
     assert seeds["outside-diff"]["seeds"] == [3, 5] and seeds["outside-diff"]["images"] == 11
