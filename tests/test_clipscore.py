@@ -59,11 +59,12 @@ def test_clipscore_follows_hessel_et_al(tiny_clip, images):
     from PIL import Image
 
     for i, caption in captions.items():
-        text = processor(text=[PREFIX + caption], return_tensors="pt", padding=True)
+        text = {k: v.to(model.device) for k, v in processor(text=[PREFIX + caption], return_tensors="pt",
+                                                            padding=True).items()}
+        pixels = processor(images=[Image.open(images[i]).convert("RGB")], return_tensors="pt")["pixel_values"]
         with torch.no_grad():
             t = model.get_text_features(**text)
-            v = model.get_image_features(pixel_values=processor(images=[Image.open(images[i]).convert("RGB")],
-                                                                return_tensors="pt")["pixel_values"])
+            v = model.get_image_features(pixel_values=pixels.to(model.device))
         t, v = (x if hasattr(x, "shape") else x.pooler_output for x in (t, v))
         expected = W * max(float(torch.cosine_similarity(t, v)[0]), 0.0)
         assert per_image[i]["CLIPScore"] == pytest.approx(expected, abs=1e-5)

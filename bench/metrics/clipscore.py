@@ -42,7 +42,9 @@ def load_clip(source: str):
         processor = load_pretrained(AutoProcessor.from_pretrained, source, offline_variant="(none)")
     except WeightsNotFound as err:
         raise ClipUnavailable(f"CLIPScore needs CLIP weights: {err}") from None
-    return model.eval(), processor
+    import torch
+
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), processor
 
 
 def _texts(model, processor, texts: Sequence[str], batch: int):
@@ -52,10 +54,11 @@ def _texts(model, processor, texts: Sequence[str], batch: int):
     for n in range(0, len(texts), batch):
         enc = processor(text=[PREFIX + t for t in texts[n:n + batch]], padding=True, truncation=True,
                         max_length=77, return_tensors="pt")
+        device = next(model.parameters()).device
         with torch.no_grad():
-            out.append(_features(model.get_text_features(input_ids=enc["input_ids"],
-                                                         attention_mask=enc["attention_mask"])))
-    return torch.nn.functional.normalize(torch.cat(out).float(), dim=-1)
+            out.append(_features(model.get_text_features(input_ids=enc["input_ids"].to(device),
+                                                         attention_mask=enc["attention_mask"].to(device))))
+    return torch.nn.functional.normalize(torch.cat(out).float(), dim=-1).cpu()
 
 
 def _images(model, processor, paths: Sequence[Path], batch: int):
@@ -68,10 +71,10 @@ def _images(model, processor, paths: Sequence[Path], batch: int):
         for p in paths[n:n + batch]:
             with Image.open(p) as im:
                 images.append(im.convert("RGB"))
-        pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+        pixels = processor(images=images, return_tensors="pt")["pixel_values"].to(next(model.parameters()).device)
         with torch.no_grad():
             out.append(_features(model.get_image_features(pixel_values=pixels)))
-    return torch.nn.functional.normalize(torch.cat(out).float(), dim=-1)
+    return torch.nn.functional.normalize(torch.cat(out).float(), dim=-1).cpu()
 
 
 def _features(output):
