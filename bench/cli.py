@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 EXAMPLES = """examples:
   bench run --suite shapes                  the offline default suite (CPU, minutes)
@@ -15,6 +16,7 @@ EXAMPLES = """examples:
   bench data check --task coco              verify a dataset's files and counts
   bench ui                                  MLflow UI on the configured store
   bench track --suite shapes                mirror into MLflow the results it lacks
+  bench score --suite coco --task coco --label LaViDa --paradigm diffusion samples.jsonl
 """
 
 
@@ -91,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--suite", required=True)
     _add_config_args(track)
 
+    score = sub.add_parser("score", help="score caption files made elsewhere (COCO results, lmms-eval logs) "
+                                         "as rows of a suite")
+    score.add_argument("files", nargs="+", type=Path, metavar="FILE", help="one file per seed of one model")
+    score.add_argument("--suite", required=True)
+    score.add_argument("--task", required=True, help="task the captions are of (coco, flickr30k, nocaps, ...)")
+    score.add_argument("--split", default="test")
+    score.add_argument("--label", required=True, help="the model's name in tables")
+    score.add_argument("--paradigm", required=True, help="declared paradigm, e.g. diffusion, autoregressive")
+    score.add_argument("--seed", dest="seeds", type=int, action="append", help="seed of each file, in order")
+    score.add_argument("--pretraining", default="unknown", help="pre-training data, for the tables")
+    score.add_argument("--clip", default="openai/clip-vit-base-patch32",
+                       help="CLIP hub id or local directory for CLIPScore ('none' skips it)")
+    score.add_argument("--instances", type=Path, action="append", default=[],
+                       help="COCO instances_*.json for CHAIR (repeatable: train2014 and val2014)")
+    score.add_argument("--bootstrap", type=int, default=1000, help="resamples of the intervals over images")
+    _add_config_args(score)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on the configured tracking store")
     _add_config_args(ui)
     ui.add_argument("--port", type=int, default=5000)
@@ -159,7 +178,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     validate_suite(cfg, args.suite, data=False)  # a report reads result files, not the dataset
     suite_dir = cfg.results_dir / args.suite
     keys = {job.key for job in plan_suite(cfg, args.suite)}
-    results = collect(suite_dir, keys)
+    from bench.score import scored_results  # caption files scored with `bench score` join as rows
+
+    results = collect(suite_dir, keys) + scored_results(suite_dir)
     if not results:
         print(f"no results for suite {args.suite!r} under {suite_dir}: run `bench run --suite {args.suite}`",
               file=sys.stderr)
@@ -264,7 +285,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data,
+def cmd_score(args: argparse.Namespace) -> int:
+    from bench.config import load_config
+    from bench.score import ScoreRequest, run_score
+
+    cfg = load_config(args.config, args.overrides)
+    extras = {"clip": args.clip, "instances": [str(p.resolve()) for p in args.instances]}
+    request = ScoreRequest(args.suite, args.task, args.split, args.label, args.paradigm, list(args.files),
+                           args.seeds, args.pretraining, args.bootstrap, extras)
+    written, errors = run_score(cfg, request)
+    print(f"{len(written)} row(s) scored; {len(errors)} file(s) rejected")
+    return 1 if errors else 0
+
+
+COMMANDS = {"score": cmd_score, "run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data,
             "latency": cmd_latency, "ui": cmd_ui, "track": cmd_track}
 
 

@@ -31,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import files
+from bench.metrics.catalog import EXTRA_METRICS, higher_is_better
 from bench.metrics.quality import TABLE_METRICS as METRICS
 from bench.results import read_json, to_csv, to_markdown, write_atomic, write_json
 
 PRIMARY = "CIDEr"  # ranks the trivial references
 #: Per-image diversity measures of diversity.json compared between learned models, and whether higher
 #: means more diverse (bench/metrics/diversity.py: mBLEU-4 is lower for more diverse captions).
-DIVERSITY = {"div1": True, "div2": True, "mbleu4": False, "self_cider": True}
+DIVERSITY = ("div1", "div2", "mbleu4", "self_cider")  # directions: bench/metrics/catalog.py
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -78,7 +79,7 @@ class Model:
         return [r.seed for r in self.runs]
 
     def metrics(self) -> list[str]:
-        return [m for m in METRICS if all(m in r.corpus for r in self.runs)]
+        return [m for m in (*METRICS, *EXTRA_METRICS) if all(m in r.corpus for r in self.runs)]
 
 
 def _hash(payload: Any) -> str:
@@ -89,6 +90,8 @@ def declared_trainable(model: str, result: dict[str, Any]) -> bool:
     """What the captioner declares; a name no longer registered falls back to whether it trained."""
     from bench.registry import captioner_class
 
+    if "trainable" in result:  # a caption file scored with `bench score` declares it (bench/score.py)
+        return bool(result["trainable"])
     try:
         return bool(captioner_class(model).trainable)
     except Exception:  # noqa: BLE001 - an unregistered plugin must not stop the comparison
@@ -311,7 +314,7 @@ def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_
             for metric, t in tests.items():
                 rows.append({"task": task, "kind": kind, "model_a": a.label, "paradigm_a": a.paradigm,
                              "model_b": b.label, "paradigm_b": b.paradigm, "metric": metric,
-                             "higher_is_better": DIVERSITY.get(metric.removeprefix("diversity "), True),
+                             "higher_is_better": higher_is_better(metric),
                              "score_a": t.score_a, "score_b": t.score_b, "delta": t.delta, "low": t.low,
                              "high": t.high, "p": t.p_value, "seeds_a": a.seeds, "seeds_b": b.seeds,
                              "images": t.n_images})

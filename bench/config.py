@@ -109,6 +109,8 @@ class EvalConfig(_Strict):
     split: Literal["val", "test"] = "test"
     num_workers: int = Field(0, ge=0)
     bootstrap: int = Field(1000, ge=0, description="resamples for 95% intervals (0: none)")
+    clip: str | None = Field(None, description="CLIP hub id or directory: CLIPScore and RefCLIPScore (None: off)")
+    instances: list[str] = Field(default_factory=list, description="COCO instances_*.json files: CHAIR (none: off)")
 
 
 class LatencyConfig(_Strict):

@@ -89,8 +89,13 @@ class Job:
         return out
 
 
+#: Settings that join the identity only when set, so jobs that do not use them keep their keys.
+ONLY_WHEN_SET = {"train": (), "eval": ("clip", "instances")}
+
+
 def _without(settings: dict[str, Any], section: str) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in NOT_IN_IDENTITY[section]}
+    return {k: v for k, v in settings.items() if k not in NOT_IN_IDENTITY[section]
+            and not (k in ONLY_WHEN_SET[section] and not v)}
 
 
 def job_slug(label: str, task: str, seed: int) -> str:

@@ -32,7 +32,7 @@ def make_executor(cfg: BenchConfig):
     cache = os.environ.get("BENCH_CACHE", ".cache")
     env = {"BENCH_CACHE": str(Path(cache).resolve())}
     for name in ("BENCH_WEIGHTS_DIR", "HF_HOME", "HF_HUB_OFFLINE", "COCO_ROOT", "FLICKR30K_ROOT",
-                 "FLICKR8K_ROOT"):
+                 "FLICKR8K_ROOT", "NOCAPS_ROOT"):
         if name in os.environ:
             env[name] = os.environ[name]
     return RayExecutor(cfg.executor, env)
@@ -67,7 +67,9 @@ def _suite_results(suite_dir: Path, every: list[Job], known: dict[str, dict[str,
     failed row exists only in memory), in plan order."""
     by_id = {r.get("job_id"): r for r in collect(suite_dir, {j.key for j in every})}
     by_id.update({r.get("job_id"): r for r in known.values()})
-    return [by_id[j.job_id] for j in every if j.job_id in by_id]
+    from bench.score import scored_results  # caption files scored with `bench score` join as rows
+
+    return [by_id[j.job_id] for j in every if j.job_id in by_id] + scored_results(suite_dir)
 
 
 def _invocation(only: list[str] | None, force: bool) -> dict[str, str]:

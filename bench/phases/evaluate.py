@@ -58,6 +58,7 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
     split = job.eval["split"]
     write_json(job.dir / files.CAPTIONS, [{"image_id": i, "caption": c} for i, c in captions.items()])
     quality = score_captions(captions, references)
+    _add_extra_metrics(job, task, captions, references, quality)
     missing = task.missing(split)
     scores = {
         "intervals": {},
@@ -80,6 +81,20 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
     return scores
 
 
+def _add_extra_metrics(job: Job, task, captions: dict[str, str], references: dict[str, list[str]],
+                       quality) -> None:
+    """CLIPScore and CHAIR into `quality` when the suite's eval asks (eval.clip, eval.instances)."""
+    if not (job.eval.get("clip") or job.eval.get("instances")):
+        return
+    from bench.metrics.extra import extra_scores
+
+    extra = extra_scores(task, job.eval["split"], captions, references, job.eval)
+    quality.corpus.update(extra.corpus)
+    quality.unavailable.update(extra.unavailable)
+    for image_id, values in extra.per_image.items():
+        quality.per_image[image_id].update(values)
+
+
 def _add_intervals(job: Job, scores: dict[str, Any], quality, log: Callable[[str], None]) -> None:
     """Bootstrap intervals into `scores` and scores.json (rewritten), with why a metric has none."""
     scores["intervals"], failed = _intervals(quality, job)
@@ -100,7 +115,11 @@ def _resume_intervals(job: Job, scores: dict[str, Any], references: dict[str, li
 
     captions = {c["image_id"]: c["caption"] for c in read_json(job.dir / files.CAPTIONS)}
     log("scores found without their bootstrap intervals; computing them")
-    _add_intervals(job, scores, score_captions(captions, references), log)
+    quality = score_captions(captions, references)
+    for image_id, values in quality.per_image.items():  # CLIPScore, CHAIR, ... as recorded
+        values.update({m: v for m, v in scores["per_image"].get(image_id, {}).items() if m not in values})
+    quality.corpus.update({m: v for m, v in scores["corpus"].items() if m not in quality.corpus})
+    _add_intervals(job, scores, quality, log)
     return scores
 
 

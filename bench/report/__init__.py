@@ -154,8 +154,12 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
         figs = make_figures(mine, styles, out / "figures", prefix=f"{t}-") if figures else []
         written += figs
         verdict_md = _verdict(out, t, mine, comparisons, prov, formats, written)
+        from bench.report.extra import extra_markdown  # CLIPScore, CHAIR, ... with their directions
+
+        other = extra_markdown(mine)
+        quality_md = main_md + (f"\n### Other metrics\n\n{other}" if other else "")
         written.append(_write(out / f"{t}-report.md",
-                              _report_md(suite_dir.name, t, main_md, lat_md, figs, split, errprop_md, verdict_md)))
+                              _report_md(suite_dir.name, t, quality_md, lat_md, figs, split, errprop_md, verdict_md)))
         from bench.results import write_json
 
         write_json(out / f"{t}-provenance.json", prov.to_dict())

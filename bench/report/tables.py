@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.metrics.catalog import higher_is_better
 from bench.report.data import METRICS, Entry, Published
 from bench.report.footer import Provenance, footer_csv, footer_latex, footer_markdown
 
@@ -88,8 +89,9 @@ def main_rows(entries: list[Entry]) -> list[MainRow]:
     for m in METRICS:
         # Compare what is printed, so two rows that read the same are both bold.
         shown = [round(r.cells[m].point, 1) for r in rows if r.cells[m].point is not None]
+        top = (max if higher_is_better(m) else min)(shown) if shown else None  # bench/metrics/catalog.py
         for r in rows:
-            r.cells[m].bold = bool(shown) and r.cells[m].point is not None and round(r.cells[m].point, 1) == max(shown)
+            r.cells[m].bold = bool(shown) and r.cells[m].point is not None and round(r.cells[m].point, 1) == top
     return rows
 
 
@@ -123,6 +125,10 @@ def _notes(entries: list[Entry], failed: list[dict[str, Any]], published: Publis
         # The recorded reason names local paths; the table gets a portable one.
         why = " (needs the Stanford CoreNLP 3.6.0 jars, absent offline)" if m == "SPICE" else ""
         notes.append(f"{m} {DASH}: not measured{why}.")
+    from bench.report.extra import uncaptioned_note  # caption files scored with `bench score`
+
+    if uncaptioned_note(entries):
+        notes.append(uncaptioned_note(entries))
     multi = [e for e in entries if len(e.runs) > 1]
     if multi:
         notes.append("Mean over training seeds for " + ", ".join(f"{e.label} ({len(e.runs)})" for e in multi)
