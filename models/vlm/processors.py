@@ -1,0 +1,46 @@
+"""Image-only processors: a VLM's own processor less its video and audio parts.
+
+Gemma 4's processor (shared by DiffusionGemma) bundles an audio feature extractor and a video processor;
+transformers' video processors need torchvision, which captioning does not. `ImageOnlyGemma4Processor`
+keeps exactly what captioning uses (the tokenizer with its chat template, the PIL image processor, the
+image-token expansion boi + n image tokens + eoi of `Gemma4Processor`) and loads from the same
+checkpoint directory, so a captioner runs with or without torchvision. A variant names its processor
+class (`VlmConfig.processor`); "AutoProcessor" is the default for families whose processor has no
+video part.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import Gemma4Processor
+from transformers.processing_utils import ProcessorMixin
+
+
+class ImageOnlyGemma4Processor(Gemma4Processor):
+    """`Gemma4Processor` for images and text only (no audio feature extractor, no video processor)."""
+
+    def __init__(self, image_processor: Any, tokenizer: Any, chat_template: str | None = None,
+                 image_seq_length: int = 280, **kwargs: Any):
+        # What Gemma4Processor.__init__ sets for images (its video and audio attributes stay unset).
+        self.image_seq_length = image_seq_length
+        self.image_token_id = tokenizer.image_token_id
+        self.boi_token, self.eoi_token, self.image_token = tokenizer.boi_token, tokenizer.eoi_token, tokenizer.image_token
+        self.video_token = self.video_token_id = None
+        self.audio_token = self.audio_token_id = None
+        # Not None: Gemma4Processor.validate_inputs reads `... or self.boa_token is None or ...` without
+        # brackets, so a None here would reject every call as "audio without an audio token".
+        self.boa_token = self.eoa_token = ""
+        self.audio_seq_length, self.audio_ms_per_token = 750, 40
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("audio_seq_length", "audio_ms_per_token")}
+        ProcessorMixin.__init__(self, image_processor=image_processor, tokenizer=tokenizer,
+                                chat_template=chat_template, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, source: str, **kwargs: Any) -> ImageOnlyGemma4Processor:
+        """The tokenizer (with the chat template) and the PIL image processor of a Gemma 4 checkpoint."""
+        from transformers import AutoTokenizer, Gemma4ImageProcessorPil
+
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        image_processor = Gemma4ImageProcessorPil.from_pretrained(source, **kwargs)
+        return cls(image_processor, tokenizer, chat_template=getattr(tokenizer, "chat_template", None))

@@ -1,0 +1,106 @@
+"""Tiny random-weight configurations of the VLM classes, with an offline tokenizer and processor.
+
+No checkpoint is needed: a word-level tokenizer (the `tokenizers` library, saved as a fast tokenizer)
+holds the special tokens each processor and chat template need, and the model is built from a small
+config of the real class. Tests run every phase on these through the same captioner code as released
+checkpoints; `bench device-check --tiny` runs its VLM path on them on the CPU.
+
+Sizes: DiffusionGemma and Gemma 4 keep their architecture features (mixture of experts with top-k
+routing, sliding and full attention layers, the Gemma 4 vision tower with pooling); only widths,
+depths, expert counts and the vocabulary are small. The special-token ids are set from the tiny
+vocabulary (the published ones, e.g. image 258880, would need a 262,144-token vocabulary).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+WORDS = ("a an the one two man woman person people dog cat horse bird car bus train plane boat red blue green "
+         "yellow white black small large big on in of with at near next to and is are sitting standing "
+         "walking riding holding table grass street water field road circle square triangle shape picture "
+         "image photo . , : ! ? A short caption caption: en user model").split()
+GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<|image|>", "<|image>",
+                  "<image|>", "<|video|>")
+GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n"
+                  "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|image|>{% else %}{{ c['text'] }}"
+                  "{% endif %}{% endfor %}<end_of_turn>\n{% endfor %}"
+                  "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+
+
+def word_tokenizer(specials: tuple[str, ...], **named: Any) -> Any:
+    """A fast word-level tokenizer: `specials` first (ids 0..), then WORDS; `named` special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(dict.fromkeys((*specials, *WORDS, "\n")))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **named)
+
+
+def gemma_processor() -> Any:
+    """Gemma 4's image processor (PIL) and chat template over a tiny tokenizer, images only."""
+    from transformers import Gemma4ImageProcessorPil
+
+    from models.vlm.processors import ImageOnlyGemma4Processor
+
+    tokenizer = word_tokenizer(GEMMA_SPECIALS, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>",
+                               unk_token="<unk>", extra_special_tokens={
+                                   "image_token": "<|image|>", "boi_token": "<|image>", "eoi_token": "<image|>"})
+    tokenizer.chat_template = GEMMA_TEMPLATE
+    # 70 soft tokens (the smallest budget the processor accepts) of 4-pixel patches pooled 2 x 2.
+    image_processor = Gemma4ImageProcessorPil(max_soft_tokens=70, patch_size=4, pooling_kernel_size=2)
+    return ImageOnlyGemma4Processor(image_processor, tokenizer, chat_template=GEMMA_TEMPLATE)
+
+
+def gemma_text_config(vocab_size: int, width: int = 64) -> dict[str, Any]:
+    """A 2-layer MoE text config (sliding then full attention), Gemma's special ids 0, 1, 2."""
+    return dict(vocab_size=vocab_size, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=32, global_head_dim=32, sliding_window=16,
+                layer_types=["sliding_attention", "full_attention"], num_experts=4, top_k_experts=2,
+                moe_intermediate_size=width, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+
+
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+              num_key_value_heads=2, head_dim=16, patch_size=4, pooling_kernel_size=2, position_embedding_size=64)
+
+
+def _image_ids(tokenizer: Any) -> dict[str, int]:
+    ids = tokenizer.convert_tokens_to_ids
+    return {"image_token_id": ids("<|image|>"), "boi_token_id": ids("<|image>"), "eoi_token_id": ids("<image|>")}
+
+
+def build_gemma4() -> tuple[torch.nn.Module, Any]:
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration
+
+    processor = gemma_processor()
+    vocab = len(processor.tokenizer)
+    text = {**gemma_text_config(vocab), "enable_moe_block": True, "vocab_size_per_layer_input": vocab,
+            "hidden_size_per_layer_input": 0}
+    config = Gemma4Config(text_config=text, vision_config=VISION, audio_config=None,
+                          video_token_id=processor.tokenizer.convert_tokens_to_ids("<|video|>"),
+                          **_image_ids(processor.tokenizer))
+    return Gemma4ForConditionalGeneration(config), processor
+
+
+def build_diffusion_gemma(canvas_length: int = 16) -> tuple[torch.nn.Module, Any]:
+    from transformers import DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+
+    processor = gemma_processor()
+    config = DiffusionGemmaConfig(text_config=gemma_text_config(len(processor.tokenizer)), vision_config=VISION,
+                                  canvas_length=canvas_length, **_image_ids(processor.tokenizer))
+    return DiffusionGemmaForBlockDiffusion(config), processor
+
+
+BUILDERS = {"gemma4": build_gemma4, "diffusion_gemma": build_diffusion_gemma}
+
+
+def build_tiny(name: str) -> tuple[torch.nn.Module, Any]:
+    """(module, processor) of the tiny configuration `name` (a key of BUILDERS), random weights."""
+    if name not in BUILDERS:
+        raise ValueError(f"tiny: {name!r} has no tiny configuration; accepted: {', '.join(BUILDERS)}")
+    torch.manual_seed(0)  # the same random weights every time: tests and device-check --tiny agree
+    return BUILDERS[name]()
