@@ -38,7 +38,7 @@ from models.weights import load_pretrained, save_pretrained_captioner
 
 INSTRUCTION = "A short caption:"
 POSTPROCESS = ("first_sentence", "none")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)]*(?=\s|$)")  # an end mark, closing quotes, then a space
 
 
 @dataclass
@@ -71,7 +71,8 @@ def first_sentence(text: str) -> str:
     """The first line's first sentence of `text`, emphasis marks and quotes trimmed at both ends."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     head = lines[0] if lines else ""
-    head = _SENTENCE_END.split(head.strip(), maxsplit=1)[0]
+    end = _SENTENCE_END.search(head)
+    head = head[:end.end()] if end else head
     return " ".join(head.strip(" *_\"'`").split())
 
 

@@ -1,0 +1,138 @@
+"""Released VLM captioners (models/vlm/) on tiny random-weight configs of the real classes, offline.
+
+Every phase of the vlm suite runs on the CPU through the captioner code a released checkpoint uses
+(processor, chat template, image path, generate, probes); the tiny models are saved as save_pretrained
+directories and loaded back as `weights`, as a checkpoint under $BENCH_WEIGHTS_DIR would be.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bench.registry import create_captioner
+from models.vlm.base import first_sentence
+
+
+def images(tiny_shapes, n=2):
+    return [s.load_image() for s in tiny_shapes.samples("test")[:n]]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A dog on a sofa. It sleeps.", "A dog on a sofa."),
+    ("**A red car parked on a street**\n\nThe car is red.", "A red car parked on a street"),
+    ("  \n\"Two cats!\" say  the  owners", "Two cats!"),
+    ("no end mark here", "no end mark here"),
+    ("", ""),
+])
+def test_first_sentence_keeps_the_first_line_and_sentence(text, expected):
+    assert first_sentence(text) == expected
+
+
+def test_prompt_is_the_chat_template_with_image_and_instruction():
+    model = create_captioner("vlm-gemma4-test")
+    assert model.prompt_text() == "<bos><start_of_turn>user\n<|image|>A short caption:<end_of_turn>\n<start_of_turn>model\n"
+    x = torch.stack([model.preprocess(im) for im in [__import__("PIL.Image").Image.new("RGB", (50, 30))]])
+    enc = model.model_inputs(x)
+    ids = enc["input_ids"][0].tolist()
+    tok = model.tokenizer
+    # boi, the image's soft tokens (one per pooled patch), eoi: Gemma 4's expansion of the image token
+    n = ids.count(tok.image_token_id)
+    assert n > 0 and ids[ids.index(tok.image_token_id) - 1] == tok.convert_tokens_to_ids("<|image>")
+    assert ids[ids.index(tok.image_token_id) + n] == tok.convert_tokens_to_ids("<image|>")
+
+
+def test_autoregressive_vlm_counts_passes_and_tokens(tiny_shapes):
+    model = create_captioner("vlm-gemma4-test")
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes)])
+    out = model.generate(x, max_new_tokens=5)
+    # no end token among the tiny vocabulary's greedy picks: 5 tokens, 5 forward passes (prefill + 4)
+    assert out.tokens == [5, 5] and out.network_evals == [5, 5]
+    assert model.caption_raw(x, max_new_tokens=5) == [" ".join(c.split()) for c in model.decode(
+        model.generate_ids(x, max_new_tokens=5))]
+    forced = model.continue_from(x, [["a", "red"], []], max_new_tokens=5)
+    assert forced[0].startswith("a red") and forced[1] == model.caption(x[1:], max_new_tokens=5)[0]
+    hits = model.teacher_forced_words(x, ["a red circle", "two dogs"])
+    assert [len(h) for h in hits] == [3, 2]
+
+
+def test_diffusion_gemma_counts_its_own_denoising_steps(tiny_shapes):
+    model = create_captioner("vlm-diffusiongemma-test")
+    assert model.paradigm == "diffusion (block)"
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes)])
+    fixed = model.generate(x, max_denoising_steps=3, adaptive_stopping=False)
+    assert fixed.network_evals == [3 + 1, 3 + 1]  # 3 decoder passes + the prompt's encoder pass
+    assert fixed.tokens == [16, 16]  # no end token on a random canvas: the whole canvas
+    # stopping criteria met at once (stability 0, any entropy under 1e3): one step per caption
+    early = model.generate(x, max_denoising_steps=3, stability_threshold=0, confidence_threshold=1e3)
+    assert early.network_evals == [2, 2]
+    half = model.generate(x, max_denoising_steps=3, adaptive_stopping=False, canvas_length=8)
+    assert half.tokens == [8, 8] and model.module.config.canvas_length == 16  # restored
+    assert model.decode_cost(max_denoising_steps=3) == 4
+
+
+def test_diffusion_gemma_sampling_is_seeded_and_temperature_matters(tiny_shapes):
+    model = create_captioner("vlm-diffusiongemma-test")
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes, 1)])
+    a = model.sample_captions(x, 2, "seeds", seed=3, max_denoising_steps=2)
+    assert a == model.sample_captions(x, 2, "seeds", seed=3, max_denoising_steps=2)
+    assert len(a) == 1 and len(a[0]) == 2 and a[0][0] != a[0][1]
+    assert a != model.sample_captions(x, 2, "seeds", seed=3, temperature=0.05, max_denoising_steps=2)
+    with pytest.raises(ValueError, match="accepted: 'seeds'|accepted: seeds"):
+        model.sample_captions(x, 2, "nucleus")
+
+
+def test_saved_tiny_model_loads_as_weights_and_offline_hub_ids_say_what_to_do(tmp_path, tiny_shapes, monkeypatch):
+    from models.weights import WeightsNotFound, weights_identity
+
+    model = create_captioner("vlm-diffusiongemma-test")
+    model.save(tmp_path / "google--diffusiongemma-26B-A4B-it")
+    monkeypatch.setenv("BENCH_WEIGHTS_DIR", str(tmp_path))
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes, 1)])
+    again = create_captioner("vlm-diffusiongemma-26b-a4b", dtype="float32", image_size=32)
+    assert again.module.config.canvas_length == 16
+    torch.manual_seed(0)
+    first = model.caption(x, max_denoising_steps=2)
+    torch.manual_seed(0)
+    assert again.caption(x, max_denoising_steps=2) == first
+    assert weights_identity("google/diffusiongemma-26B-A4B-it").startswith("dir:")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsNotFound, match="vlm-gemma4-test"):
+        create_captioner("vlm-gemma4-26b-a4b")
+
+
+SUITE = """
+executor: {kind: local}
+tracking: {kind: none}
+suites:
+  vlm-mini:
+    tasks: [shapes]
+    phases: [eval, latency, errprop, diversity]
+    eval: {batch_size: 6, bootstrap: 0}
+    latency: {images: 1, warmup: 0, repeats: 1, batch_sizes: [1], sweep: {max_denoising_steps: [1, 2]},
+              lengths: [2]}
+    errprop: {images: 2, positions: 1, wrong_words: 1, n_resamples: 10}
+    diversity: {images: 2, k: 2, batch_size: 2}
+    verdict_models: ["DiffusionGemma (test)", "Gemma 4 (test)"]
+    models:
+      - {name: vlm-diffusiongemma-test, label: "DiffusionGemma (test)", decoding: {max_denoising_steps: 2}}
+      - {name: vlm-gemma4-test, label: "Gemma 4 (test)", decoding: {max_new_tokens: 4}}
+"""
+
+
+@pytest.mark.java
+@pytest.mark.slow
+def test_every_phase_of_the_vlm_suite_runs_on_tiny_configs(write_config):
+    from bench.config import load_config
+    from bench.suite import run_suite
+
+    cfg = load_config(write_config(SUITE))
+    run_suite(cfg, "vlm-mini", echo=lambda _: None)
+    results = [json.loads(p.read_text()) for p in (cfg.results_dir / "vlm-mini").glob("*/result.json")]
+    assert sorted(r["label"] for r in results) == ["DiffusionGemma (test)", "Gemma 4 (test)"]
+    for r in results:
+        assert r["status"] == "ok", r.get("error")
+        assert "CIDEr" in r["metrics"]
+        assert {"eval", "latency", "errprop", "diversity"} <= set(r["phases"])
