@@ -148,7 +148,7 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
         try:
             from bench.report import build_report
 
-            for path in build_report(suite_dir, ordered):
+            for path in build_report(suite_dir, ordered, verdict_models=cfg.suite(suite_name).verdict_models):
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a report failure must not hide the suite's outcome
             echo(f"report not written: {type(err).__name__}: {err}")
