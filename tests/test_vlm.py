@@ -136,3 +136,29 @@ def test_every_phase_of_the_vlm_suite_runs_on_tiny_configs(write_config):
         assert r["status"] == "ok", r.get("error")
         assert "CIDEr" in r["metrics"]
         assert {"eval", "latency", "errprop", "diversity"} <= set(r["phases"])
+    # The verdict pairs block diffusion against autoregressive decoding (two paradigm groups).
+    verdict = (cfg.results_dir / "vlm-mini" / "report" / "shapes-verdict.md").read_text()
+    assert "diffusion (block): DiffusionGemma (test)" in verdict and "autoregressive: Gemma 4 (test)" in verdict
+
+
+def test_device_check_vlm_runs_the_real_size_code_on_tiny_configs(tmp_path):
+    from bench.device_check import main
+
+    code = main(["--vlm", "--tiny", "--device", "cpu", "--out", str(tmp_path), "--steps", "2,3", "--lengths", "2,3",
+                 "--batch", "2", "--repeats", "1"])
+    assert code == 0
+    results = json.loads((tmp_path / "vlm-results.json").read_text())
+    dg, g4 = results["models"]
+    assert [(r["batch_size"], r["max_denoising_steps"], r["network_passes"]) for r in dg["rows"]] == \
+        [(1, 2, 2), (1, 3, 3), (2, 2, 2)]  # adaptive stopping off: exactly the steps asked for
+    assert [(r["batch_size"], r["length"], r["network_passes"]) for r in g4["rows"]] == [(1, 2, 2), (1, 3, 3), (2, 2, 2)]
+    assert all(r["tokens_per_caption"] == 16 for r in dg["rows"])  # the tiny canvas
+    assert "| gemma4 | 1 | length 3 |" in (tmp_path / "vlm-device-check.md").read_text()
+
+
+def test_device_check_vlm_records_work_past_its_deadline_as_skipped(tmp_path):
+    from bench.device_check import main
+
+    assert main(["--vlm", "--tiny", "--device", "cpu", "--out", str(tmp_path), "--deadline", "0"]) == 0
+    results = json.loads((tmp_path / "vlm-results.json").read_text())
+    assert [m["skipped"] for m in results["models"]] == ["deadline passed before the build"] * 2

@@ -97,7 +97,7 @@ class DiffusionGemmaCaptioner(VlmCaptioner):
         original = config.canvas_length
         config.canvas_length = canvas  # generate reads the canvas length from the model config
         try:
-            with counted_calls(self.module.model.encoder) as encoder_passes, counted_calls(self.module) as steps:
+            with counted_calls(self.module.model.encoder) as encoder_passes, counted_calls(self.module.model.decoder) as steps:
                 out = self.module.generate(**enc, **kwargs)
         finally:
             config.canvas_length = original
