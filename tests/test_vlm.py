@@ -162,3 +162,21 @@ def test_device_check_vlm_records_work_past_its_deadline_as_skipped(tmp_path):
     assert main(["--vlm", "--tiny", "--device", "cpu", "--out", str(tmp_path), "--deadline", "0"]) == 0
     results = json.loads((tmp_path / "vlm-results.json").read_text())
     assert [m["skipped"] for m in results["models"]] == ["deadline passed before the build"] * 2
+
+
+@pytest.mark.parametrize("name", ["vlm-qwen2.5-vl-3b", "vlm-paligemma2-3b-mix"])
+def test_smaller_vlms_run_every_probe_from_tiny_configs_and_reload(name, tiny_shapes, tmp_path):
+    """`weights: null` builds the variant's tiny configuration; the saved model reloads through the
+    variant's own model and processor classes (the path a checkpoint directory takes)."""
+    model = create_captioner(name, weights=None, image_size=32, dtype="float32")
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes)])
+    out = model.generate(x, max_new_tokens=4)
+    assert len(out.captions) == 2 and out.network_evals == [4, 4]
+    assert model.continue_from(x, [["a", "red"], []], max_new_tokens=4)[0].startswith("a red")
+    assert [len(h) for h in model.teacher_forced_words(x, ["a red circle", "two dogs"])] == [3, 2]
+    samples = model.sample_captions(x, 2, "nucleus", temperature=0.7, max_new_tokens=4)
+    assert [len(s) for s in samples] == [2, 2]
+    model.save(tmp_path / "saved")
+    again = create_captioner(name, weights=str(tmp_path / "saved"), image_size=32, dtype="float32")
+    assert type(again.processor).__name__ == type(model.processor).__name__
+    assert again.caption(x, max_new_tokens=4) == out.captions

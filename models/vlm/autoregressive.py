@@ -148,6 +148,7 @@ VlmAutoregressiveCaptioner.variants = {
     "vlm-smolvlm-256m": VlmConfig(weights="HuggingFaceTB/SmolVLM-256M-Instruct", image_size=512,
                                   checkpoint="instruction-tuned (SmolVLM-256M-Instruct)", tiny="smolvlm"),
     "vlm-qwen2.5-vl-3b": VlmConfig(weights="Qwen/Qwen2.5-VL-3B-Instruct", image_size=448, dtype="bfloat16",
+                                   processor="models.vlm.processors:ImageOnlyQwen2_5_VLProcessor",
                                    checkpoint="instruction-tuned (Qwen2.5-VL-3B-Instruct)", tiny="qwen2_5_vl"),
     "vlm-paligemma2-3b-mix": VlmConfig(
         weights="google/paligemma2-3b-mix-224", image_size=224, dtype="bfloat16", chat_template=False,

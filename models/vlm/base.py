@@ -152,6 +152,7 @@ class VlmCaptioner(Captioner):
         prompt = self.prompt_text()
         texts = [prompt + (suffixes[i] if suffixes else "") for i in range(len(images))]
         enc = self.processor(images=[[im] for im in images], text=texts, return_tensors="pt", padding=True)
+        enc.pop("labels", None)  # PaliGemma's processor adds training labels; inference computes no loss
         dtype = self.module_dtype()
         return {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device)) for k, v in enc.items()}
 

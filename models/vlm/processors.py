@@ -4,9 +4,11 @@ Gemma 4's processor (shared by DiffusionGemma) bundles an audio feature extracto
 transformers' video processors need torchvision, which captioning does not. `ImageOnlyGemma4Processor`
 keeps exactly what captioning uses (the tokenizer with its chat template, the PIL image processor, the
 image-token expansion boi + n image tokens + eoi of `Gemma4Processor`) and loads from the same
-checkpoint directory, so a captioner runs with or without torchvision. A variant names its processor
-class (`VlmConfig.processor`); "AutoProcessor" is the default for families whose processor has no
-video part.
+checkpoint directory, so a captioner runs with or without torchvision. `image_only(cls)` does the same
+for processors whose images and text need nothing else (Qwen2.5-VL's: `ImageOnlyQwen2_5_VLProcessor`):
+the processor's own code, its video processor left out. A variant names its processor class
+(`VlmConfig.processor`); "AutoProcessor" is the default for families whose processor has no video part
+(PaliGemma).
 """
 
 from __future__ import annotations
@@ -44,3 +46,40 @@ class ImageOnlyGemma4Processor(Gemma4Processor):
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         image_processor = Gemma4ImageProcessorPil.from_pretrained(source, **kwargs)
         return cls(image_processor, tokenizer, chat_template=getattr(tokenizer, "chat_template", None))
+
+
+class _WithoutVideo(ProcessorMixin):
+    """Placed after a processor class in the MRO: drops its video processor / audio feature extractor
+    (None) before ProcessorMixin sees them, so a subclass restricted to images and text initialises."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kept = [a for a in args if a is not None]  # processors pass (image_processor, tokenizer, video_processor)
+        kwargs = {k: v for k, v in kwargs.items() if not (k in ("video_processor", "feature_extractor") and v is None)}
+        super().__init__(*kept, **kwargs)
+
+
+def image_only(base: type) -> type:
+    """`base` (a transformers processor class) restricted to its image processor and tokenizer: built and
+    loaded without its video processor (which needs torchvision), everything else its own code."""
+
+    class ImageOnly(base, _WithoutVideo):
+        @classmethod
+        def get_attributes(cls) -> list[str]:
+            return ["image_processor", "tokenizer"]
+
+        def __init__(self, image_processor: Any, tokenizer: Any, chat_template: str | None = None, **kwargs: Any):
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                             chat_template=chat_template, **kwargs)
+
+    ImageOnly.__name__ = ImageOnly.__qualname__ = f"ImageOnly{base.__name__}"
+    return ImageOnly
+
+
+
+def _qwen2_5_vl() -> type:
+    from transformers import Qwen2_5_VLProcessor
+
+    return image_only(Qwen2_5_VLProcessor)
+
+
+ImageOnlyQwen2_5_VLProcessor = _qwen2_5_vl()

@@ -38,6 +38,7 @@ def word_tokenizer(specials: tuple[str, ...], **named: Any) -> Any:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.add_special_tokens(list(specials))  # split out of running text ("<img><img>"), skipped when decoding
     return PreTrainedTokenizerFast(tokenizer_object=tok, **named)
 
 
@@ -104,3 +105,56 @@ def build_tiny(name: str) -> tuple[torch.nn.Module, Any]:
         raise ValueError(f"tiny: {name!r} has no tiny configuration; accepted: {', '.join(BUILDERS)}")
     torch.manual_seed(0)  # the same random weights every time: tests and device-check --tiny agree
     return BUILDERS[name]()
+
+
+QWEN_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>",
+                 "<|vision_start|>", "<|vision_end|>")
+QWEN_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+                 "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}"
+                 "{% endif %}{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+                 "{% endif %}")
+
+
+def build_qwen2_5_vl() -> tuple[torch.nn.Module, Any]:
+    """Qwen2.5-VL: its PIL image processor (4-pixel patches merged 2 x 2) and chat template, images only."""
+    import transformers as tf
+
+    from models.vlm.processors import image_only
+
+    tokenizer = word_tokenizer(QWEN_SPECIALS, pad_token="<pad>", eos_token="<|im_end|>", unk_token="<unk>")
+    tokenizer.chat_template = QWEN_TEMPLATE
+    image_processor = tf.Qwen2VLImageProcessorPil(min_pixels=16 * 16, max_pixels=64 * 64, patch_size=4, merge_size=2)
+    processor = image_only(tf.Qwen2_5_VLProcessor)(image_processor, tokenizer, chat_template=QWEN_TEMPLATE)
+    ids = tokenizer.convert_tokens_to_ids
+    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},
+                bos_token_id=ids("<bos>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<pad>"))
+    vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4, spatial_merge_size=2,
+                  temporal_patch_size=2, out_hidden_size=64, fullatt_block_indexes=[0], window_size=16)
+    config = tf.Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+                                 video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"))
+    return tf.Qwen2_5_VLForConditionalGeneration(config), processor
+
+
+def build_paligemma() -> tuple[torch.nn.Module, Any]:
+    """PaliGemma 2 (SigLIP + Gemma 2): its processor (image tokens, bos, prompt, newline), no chat template."""
+    import transformers as tf
+
+    tokenizer = word_tokenizer(GEMMA_SPECIALS + ("<image>",), pad_token="<pad>", eos_token="<eos>",
+                               bos_token="<bos>", unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    image_processor = tf.SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    image_processor.image_seq_length = 16  # (32 / 8)^2 patches
+    processor = tf.PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    vocab = len(processor.tokenizer)
+    config = tf.PaliGemmaConfig(
+        text_config=dict(model_type="gemma2", vocab_size=vocab, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=2),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2, projection_dim=64),
+        image_token_id=processor.image_token_id, projection_dim=64)
+    return tf.PaliGemmaForConditionalGeneration(config), processor
+
+
+BUILDERS.update(qwen2_5_vl=build_qwen2_5_vl, paligemma=build_paligemma)
