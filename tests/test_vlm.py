@@ -164,7 +164,7 @@ def test_device_check_vlm_records_work_past_its_deadline_as_skipped(tmp_path):
     assert [m["skipped"] for m in results["models"]] == ["deadline passed before the build"] * 2
 
 
-@pytest.mark.parametrize("name", ["vlm-qwen2.5-vl-3b", "vlm-paligemma2-3b-mix"])
+@pytest.mark.parametrize("name", ["vlm-qwen2.5-vl-3b", "vlm-paligemma2-3b-mix", "vlm-smolvlm-256m"])
 def test_smaller_vlms_run_every_probe_from_tiny_configs_and_reload(name, tiny_shapes, tmp_path):
     """`weights: null` builds the variant's tiny configuration; the saved model reloads through the
     variant's own model and processor classes (the path a checkpoint directory takes)."""

@@ -146,6 +146,7 @@ VlmAutoregressiveCaptioner.variants = {
     "vlm-gemma4-26b-a4b": _gemma4("google/gemma-4-26B-A4B-it", "instruction-tuned (Gemma 4 26B-A4B-it)",
                                   dtype="bfloat16"),
     "vlm-smolvlm-256m": VlmConfig(weights="HuggingFaceTB/SmolVLM-256M-Instruct", image_size=512,
+                                  processor="models.vlm.processors:ImageOnlySmolVLMProcessor",
                                   checkpoint="instruction-tuned (SmolVLM-256M-Instruct)", tiny="smolvlm"),
     "vlm-qwen2.5-vl-3b": VlmConfig(weights="Qwen/Qwen2.5-VL-3B-Instruct", image_size=448, dtype="bfloat16",
                                    processor="models.vlm.processors:ImageOnlyQwen2_5_VLProcessor",

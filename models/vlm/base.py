@@ -144,7 +144,11 @@ class VlmCaptioner(Captioner):
         if not self.config.chat_template:
             return self.config.instruction
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.config.instruction}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # The template is rendered by the tokenizer: some processors' own apply_chat_template also prepares
+        # video sampling (SmolVLM's), which an image-only processor has not got.
+        template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        return self.tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                                  tokenize=False)
 
     def model_inputs(self, pixel_values: torch.Tensor, suffixes: list[str] | None = None) -> dict[str, torch.Tensor]:
         """The processor's inputs for a batch of `preprocess` outputs: prompt (+ a suffix per image)."""

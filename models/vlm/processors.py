@@ -5,7 +5,8 @@ transformers' video processors need torchvision, which captioning does not. `Ima
 keeps exactly what captioning uses (the tokenizer with its chat template, the PIL image processor, the
 image-token expansion boi + n image tokens + eoi of `Gemma4Processor`) and loads from the same
 checkpoint directory, so a captioner runs with or without torchvision. `image_only(cls)` does the same
-for processors whose images and text need nothing else (Qwen2.5-VL's: `ImageOnlyQwen2_5_VLProcessor`):
+for processors whose images and text need nothing else (Qwen2.5-VL's and SmolVLM's: `ImageOnlyQwen2_5_VLProcessor`,
+`ImageOnlySmolVLMProcessor`):
 the processor's own code, its video processor left out. A variant names its processor class
 (`VlmConfig.processor`); "AutoProcessor" is the default for families whose processor has no video part
 (PaliGemma).
@@ -13,6 +14,7 @@ the processor's own code, its video processor left out. A variant names its proc
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from transformers import Gemma4Processor
@@ -67,10 +69,22 @@ def image_only(base: type) -> type:
         def get_attributes(cls) -> list[str]:
             return ["image_processor", "tokenizer"]
 
+        @classmethod
+        def validate_init_kwargs(cls, processor_config: dict[str, Any], valid_kwargs: Any) -> Any:
+            # Loading keeps the settings the base's __init__ takes (e.g. SmolVLM's image_seq_len), which
+            # this __init__ passes on through **kwargs.
+            names = (*valid_kwargs, *[n for n in inspect.signature(base.__init__).parameters if n != "self"])
+            return super().validate_init_kwargs(processor_config=processor_config, valid_kwargs=names)
+
         def __init__(self, image_processor: Any, tokenizer: Any, chat_template: str | None = None, **kwargs: Any):
             super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
                              chat_template=chat_template, **kwargs)
 
+    # save_pretrained keeps the attributes named in __init__'s signature (e.g. SmolVLM's image_seq_len):
+    # show it the base's, less the parts left out.
+    signature = inspect.signature(base.__init__)
+    ImageOnly.__init__.__signature__ = signature.replace(parameters=[
+        p for n, p in signature.parameters.items() if n not in ("video_processor", "feature_extractor")])
     ImageOnly.__name__ = ImageOnly.__qualname__ = f"ImageOnly{base.__name__}"
     return ImageOnly
 
@@ -83,3 +97,12 @@ def _qwen2_5_vl() -> type:
 
 
 ImageOnlyQwen2_5_VLProcessor = _qwen2_5_vl()
+
+
+def _smolvlm() -> type:
+    from transformers import SmolVLMProcessor
+
+    return image_only(SmolVLMProcessor)
+
+
+ImageOnlySmolVLMProcessor = _smolvlm()

@@ -20,7 +20,7 @@ import torch
 WORDS = ("a an the one two man woman person people dog cat horse bird car bus train plane boat red blue green "
          "yellow white black small large big on in of with at near next to and is are sitting standing "
          "walking riding holding table grass street water field road circle square triangle shape picture "
-         "image photo . , : ! ? A short caption caption: en user model").split()
+         "image photo . , : ! ? A short caption caption: en user model User Assistant").split()
 GEMMA_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<|image|>", "<|image>",
                   "<image|>", "<|video|>")
 GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n"
@@ -157,4 +157,37 @@ def build_paligemma() -> tuple[torch.nn.Module, Any]:
     return tf.PaliGemmaForConditionalGeneration(config), processor
 
 
-BUILDERS.update(qwen2_5_vl=build_qwen2_5_vl, paligemma=build_paligemma)
+SMOLVLM_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<|im_start|>", "<end_of_utterance>", "<image>",
+                    "<fake_token_around_image>", "<global-img>", "<video>")
+SMOLVLM_TEMPLATE = ("<|im_start|>{% for m in messages %}{{ m['role'] | capitalize }}:{% for c in m['content'] %}"
+                    "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
+                    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+
+
+def build_smolvlm() -> tuple[torch.nn.Module, Any]:
+    """SmolVLM (SigLIP + a Llama-type decoder, pixel shuffle 2): its processor without image splitting."""
+    import transformers as tf
+
+    from models.vlm.processors import ImageOnlySmolVLMProcessor
+
+    tokenizer = word_tokenizer(SMOLVLM_SPECIALS, pad_token="<pad>", eos_token="<end_of_utterance>",
+                               bos_token="<|im_start|>", unk_token="<unk>", extra_special_tokens={
+                                   "image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
+                                   "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"})
+    tokenizer.chat_template = SMOLVLM_TEMPLATE
+    image_processor = tf.SmolVLMImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32},
+                                                  max_image_size={"longest_edge": 32})
+    # 32 px / 8 px patches = 16 patches, pixel-shuffled 2 x 2 into 4 image tokens.
+    processor = ImageOnlySmolVLMProcessor(image_processor, tokenizer, chat_template=SMOLVLM_TEMPLATE, image_seq_len=4)
+    ids = tokenizer.convert_tokens_to_ids
+    config = tf.SmolVLMConfig(
+        text_config=dict(model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, pad_token_id=0,
+                         bos_token_id=ids("<|im_start|>"), eos_token_id=ids("<end_of_utterance>")),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        scale_factor=2, image_token_id=ids("<image>"))
+    return tf.SmolVLMForConditionalGeneration(config), processor
+
+
+BUILDERS.update(qwen2_5_vl=build_qwen2_5_vl, paligemma=build_paligemma, smolvlm=build_smolvlm)
