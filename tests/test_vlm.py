@@ -98,6 +98,9 @@ def test_saved_tiny_model_loads_as_weights_and_offline_hub_ids_say_what_to_do(tm
     torch.manual_seed(0)
     assert again.caption(x, max_denoising_steps=2) == first
     assert weights_identity("google/diffusiongemma-26B-A4B-it").startswith("dir:")
+    from bench.plan import pretrained_weights  # the fingerprint is part of the job's identity, as BLIP's
+
+    assert pretrained_weights("vlm-diffusiongemma-26b-a4b", {})["model"]["identity"].startswith("dir:")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsNotFound, match="vlm-gemma4-test"):
         create_captioner("vlm-gemma4-26b-a4b")
@@ -180,3 +183,25 @@ def test_smaller_vlms_run_every_probe_from_tiny_configs_and_reload(name, tiny_sh
     again = create_captioner(name, weights=str(tmp_path / "saved"), image_size=32, dtype="float32")
     assert type(again.processor).__name__ == type(model.processor).__name__
     assert again.caption(x, max_new_tokens=4) == out.captions
+
+
+@pytest.mark.parametrize("build", ["gemma4_26b", "diffusion_gemma_26b"])
+def test_published_configs_have_the_published_sizes(build):
+    """Built on the meta device (no memory): 25.2B parameters besides the ~550M vision tower, 3.8B of
+    them active per token (8 of 128 experts), as the model cards state."""
+    import transformers
+
+    from models.vlm import configs
+
+    config = getattr(configs, build)()
+    cls = transformers.Gemma4ForConditionalGeneration if build == "gemma4_26b" else \
+        transformers.DiffusionGemmaForBlockDiffusion
+    with torch.device("meta"):
+        module = cls._from_config(config, dtype=torch.bfloat16)
+    sizes = {"vision": 0, "experts": 0, "rest": 0}
+    for name, p in module.named_parameters():
+        sizes["vision" if "vision" in name else "experts" if ".experts." in name else "rest"] += p.numel()
+    text = sizes["experts"] + sizes["rest"]
+    assert abs(text - 25.2e9) < 0.1e9 and abs(sizes["vision"] - 550e6) < 50e6
+    assert abs(sizes["rest"] + sizes["experts"] * 8 / 128 - 3.8e9) < 0.1e9
+    assert config.image_token_id == 258880 and config.text_config.layer_types.count("full_attention") == 5
