@@ -205,3 +205,46 @@ def test_published_configs_have_the_published_sizes(build):
     assert abs(text - 25.2e9) < 0.1e9 and abs(sizes["vision"] - 550e6) < 50e6
     assert abs(sizes["rest"] + sizes["experts"] * 8 / 128 - 3.8e9) < 0.1e9
     assert config.image_token_id == 258880 and config.text_config.layer_types.count("full_attention") == 5
+
+
+def test_diffusion_gemma_seeded_captions_do_not_depend_on_the_batch(tiny_shapes):
+    model = create_captioner("vlm-diffusiongemma-test")
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes, 3)])
+    both = model.caption_raw(x, seed=5, max_denoising_steps=2)
+    assert model.caption_raw(x[1:2], seed=5, max_denoising_steps=2) == both[1:2]
+    assert model.probe_decoding({"max_denoising_steps": 2}) == {"max_denoising_steps": 2, "seed": 0}
+
+
+def test_a_pin_at_the_last_step_changes_only_its_positions(tiny_shapes):
+    """Pinned at the last denoising step, the final canvas is the uninjected one with the pinned
+    positions replaced: the same draws lead there, and the last step's other logits are unchanged."""
+    from models.vlm.diffusion_gemma import CanvasPin
+
+    model = create_captioner("vlm-diffusiongemma-test")
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes, 2)])
+    settings = {"seed": 1, "max_denoising_steps": 3, "adaptive_stopping": False}
+    base, _ = model._run(x, **settings)
+    token = model.tokenizer.convert_tokens_to_ids("dog")
+    pins = [CanvasPin(1, {2: token}), CanvasPin(1, {0: token, 5: token})]  # counter 1: the last step
+    pinned, _ = model._run(x, pins=pins, **settings)
+    assert all(p.applied for p in pins)
+    for row, pin in enumerate(pins):
+        expected = base[row].clone()
+        expected[list(pin.tokens)] = token
+        assert pinned[row].tolist() == expected.tolist()
+    early = [CanvasPin(3, {2: token}), CanvasPin(3, {2: token})]  # the first step: the rest moves on
+    assert model._run(x, pins=early, **settings)[0].shape == base.shape and all(p.applied for p in early)
+
+
+def test_injection_is_refused_where_the_canvas_stopped_before_its_step(tiny_shapes):
+    model = create_captioner("vlm-diffusiongemma-test")
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes, 1)])
+    caption = "a red dog"
+    out = model.caption_with_injection(x, [caption], 1, ["blue"], 0.5, max_denoising_steps=4,
+                                       adaptive_stopping=False)
+    assert len(out) == 1 and isinstance(out[0], str)
+    with pytest.raises(ValueError, match="stopped before denoising step 3 of 4"):
+        model.caption_with_injection(x, [caption], 1, ["blue"], 0.75, max_denoising_steps=4,
+                                     stability_threshold=0, confidence_threshold=1e3)
+    with pytest.raises(ValueError, match="has no word 5"):
+        model.caption_with_injection(x, [caption], 5, ["blue"], 0.5, max_denoising_steps=4)

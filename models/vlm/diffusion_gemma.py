@@ -26,12 +26,23 @@ Probes:
   - `raw`: the argmax canvas decoded up to the end token, before the first-sentence cut.
   - `sampling` ("seeds"): k captions per image from k seeds of the canvas noise and the sampler's draws;
     `temperature` scales both ends of the temperature schedule (1: the model's schedule).
-  - Not declared: `injection`. transformers' sampler accepts a starting canvas (`decoder_input_ids`) and
-    logits processors, but exposes no per-step hook on the canvas, and a uniform-state canvas has no
-    word alignment before it is finished (every position not yet accepted holds a random token), so
-    "overwrite word k at step s and continue with the same noise" is not defined without re-implementing
-    the denoising loop; that is left undone rather than approximated. `teacher_forcing` (an
-    autoregressive notion) and `forced_length` (the canvas has a fixed length) are not declared either.
+  - `injection` at levels 0.25, 0.5, 0.75 (the fraction of `max_denoising_steps` done): the uninjected
+    caption and the injected one are made with the same seed (`probe_decoding` sets `seed`, and a seeded
+    caption is generated image by image, so its noise does not depend on the batch); at the denoising
+    step the level names, a logits processor pins the canvas positions of word k (its tokens in the
+    uninjected caption, mapped by character offsets as the autoregressive probes do) to the wrong word's
+    tokens (probability one, so the entropy-bounded sampler accepts them), and denoising goes on freely:
+    later steps may revise the word, as they may revise any accepted token. The same draws precede the
+    injection step, so before it both runs are identical. Limits: word k's canvas positions are its
+    tokens in the caption's own tokenisation counted from the canvas start, which is where they are
+    when the caption is the canvas's first sentence with nothing trimmed before it (special tokens the
+    model wrote among the words, dropped when decoding, would shift them); a wrong word with more or fewer tokens
+    than the original is written from the original's first position on (the following positions are
+    overwritten, or the remainder left to the model); a canvas that stops (adaptive stopping) before the
+    injection step cannot be injected at that level: the probe refuses that image (ValueError, recorded
+    by the errprop phase as a failure) rather than report an injection that never happened.
+  - Not declared: `teacher_forcing` (an autoregressive notion) and `forced_length` (the canvas has a
+    fixed length).
 """
 
 from __future__ import annotations
@@ -40,14 +51,35 @@ from typing import Any
 
 import torch
 
-from bench.api import PROBE_RAW, PROBE_SAMPLING, Generation, Knob, VariantInfo
+from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_SAMPLING, Generation, Knob, VariantInfo
 from models.counting import counted_calls
+from models.hf_captioner import word_pieces
 from models.vlm.base import VlmCaptioner, VlmConfig
 
 GEMMA4_PROCESSOR = "models.vlm.processors:ImageOnlyGemma4Processor"
 #: transformers' generation defaults for DiffusionGemma (DiffusionGemmaGenerationConfig).
 DEFAULTS = {"max_denoising_steps": 48, "t_min": 0.4, "t_max": 0.8, "entropy_bound": 0.1,
             "stability_threshold": 1, "confidence_threshold": 0.005}
+
+
+class CanvasPin:
+    """A logits processor for transformers' DiffusionGemma sampler: at the step whose counter is `at`
+    (the sampler counts down from max_denoising_steps to 1), the canvas positions in `tokens` get all
+    their probability on the given token; every other step and position is left alone."""
+
+    def __init__(self, at: int, tokens: dict[int, int]):
+        self.at, self.tokens, self.applied = at, tokens, False
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, cur_step: torch.Tensor) -> torch.Tensor:
+        if int(cur_step) != self.at:
+            return scores
+        scores = scores.clone()
+        for position, token in self.tokens.items():
+            if position < scores.shape[1]:
+                scores[:, position, :] = float("-inf")
+                scores[:, position, token] = 0.0
+        self.applied = True
+        return scores
 
 
 class DiffusionGemmaCaptioner(VlmCaptioner):
@@ -68,8 +100,10 @@ class DiffusionGemmaCaptioner(VlmCaptioner):
         Knob("entropy_bound", float, DEFAULTS["entropy_bound"], help="entropy budget of the positions accepted per step"),
         Knob("canvas_length", int, None, help="tokens per canvas (default: the checkpoint's, 256)"),
         Knob("max_new_tokens", int, None, help="generated tokens at most (default: one canvas)"),
+        Knob("seed", int, None, help="seed of the canvas noise and draws, per image (None: the global generator)"),
     )
-    probes = frozenset({PROBE_RAW, PROBE_SAMPLING})
+    probes = frozenset({PROBE_RAW, PROBE_SAMPLING, PROBE_INJECTION})
+    injection_levels = (0.25, 0.5, 0.75)
     sampling_methods = ("seeds",)
     tiny_variant = "vlm-diffusiongemma-test"
 
@@ -89,15 +123,43 @@ class DiffusionGemmaCaptioner(VlmCaptioner):
         return kwargs, canvas
 
     @torch.no_grad()
-    def _run(self, pixel_values: torch.Tensor, temperature: float = 1.0, **decoding: Any) -> tuple[torch.Tensor, list[int]]:
-        """(generated ids after the prompt, network evaluations per row)."""
+    def _run(self, pixel_values: torch.Tensor, temperature: float = 1.0, pins: list[Any] | None = None,
+             **decoding: Any) -> tuple[torch.Tensor, list[int]]:
+        """(generated ids after the prompt, network evaluations per row). With `seed`, image by image,
+        each from that seed (its noise then does not depend on the batch); `pins`: one logits processor
+        (or None) per image, which needs `seed`."""
+        seed = decoding.pop("seed", None)
+        if seed is None:
+            if pins is not None:
+                raise ValueError("pinning canvas tokens needs a seed (the injected and uninjected runs share it)")
+            return self._generate(pixel_values, temperature, None, **decoding)
+        devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
+        rows, evals = [], []
+        with torch.random.fork_rng(devices=devices):
+            for i in range(len(pixel_values)):
+                torch.manual_seed(seed)
+                ids, n = self._generate(pixel_values[i:i + 1], temperature, pins[i] if pins else None, **decoding)
+                rows.append(ids[0])
+                evals += n
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id or 0
+        return torch.stack([torch.cat([r, r.new_full((width - len(r),), pad)]) for r in rows]), evals
+
+    def _generate(self, pixel_values: torch.Tensor, temperature: float, pin: Any, **decoding: Any
+                  ) -> tuple[torch.Tensor, list[int]]:
+        from transformers import LogitsProcessorList
+
         kwargs, canvas = self._settings(decoding, temperature)
+        if pin is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([pin])
         enc = self.model_inputs(pixel_values)
         config = self.module.config
         original = config.canvas_length
         config.canvas_length = canvas  # generate reads the canvas length from the model config
         try:
-            with counted_calls(self.module.model.encoder) as encoder_passes, counted_calls(self.module.model.decoder) as steps:
+            # generate calls the model's forward directly (no hooks on it): count the decoder's calls
+            with counted_calls(self.module.model.encoder) as encoder_passes, \
+                    counted_calls(self.module.model.decoder) as steps:
                 out = self.module.generate(**enc, **kwargs)
         finally:
             config.canvas_length = original
@@ -128,6 +190,7 @@ class DiffusionGemmaCaptioner(VlmCaptioner):
             raise ValueError(f"sampling method {method!r} is not accepted; accepted: {', '.join(self.sampling_methods)}")
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        decoding = {k: v for k, v in decoding.items() if k != "seed"}  # each sample has its own seed
         devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
         draws = []
         with torch.random.fork_rng(devices=devices):
@@ -136,6 +199,40 @@ class DiffusionGemmaCaptioner(VlmCaptioner):
                 ids, _ = self._run(pixel_values, temperature=temperature, **decoding)
                 draws.append([self.postprocess(t) for t in self.decode(ids)])
         return [[draws[j][i] for j in range(k)] for i in range(len(pixel_values))]
+
+    def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
+        """The injected and uninjected captions share a seed (0 unless the decoding names one)."""
+        return {**decoding, "seed": decoding.get("seed") or 0}
+
+    def caption_with_injection(self, pixel_values: torch.Tensor, captions: list[str], position: int,
+                               words: list[str], level: float | None = None, **decoding: Any) -> list[str]:
+        """Word `position` of each caption replaced by `words[i]` on the canvas at `level` of the denoising
+        steps, then denoising goes on with the same seed (module docstring)."""
+        from bench.metrics.errprop import words as split_words
+
+        if level not in self.injection_levels:
+            raise ValueError(f"level {level!r} is not an injection level; accepted: {self.injection_levels}")
+        decoding = self.probe_decoding(decoding)
+        total = int(decoding.get("max_denoising_steps") or DEFAULTS["max_denoising_steps"])
+        step = min(total, max(1, round(level * total)))  # the denoising step (1 = first) the word is put in
+        pins = []
+        for caption, word in zip(captions, words, strict=True):
+            original = split_words(caption)
+            if len(original) <= position:
+                raise ValueError(f"caption {caption!r} has no word {position}")
+            _, pieces = word_pieces(self.tokenizer, caption)
+            replaced = " ".join([*original[:position], word, *original[position + 1:]])
+            ids, new_pieces = word_pieces(self.tokenizer, replaced)
+            if not pieces[position] or not new_pieces[position]:
+                raise ValueError(f"word {position} of {caption!r} or {word!r} has no tokens to put on the canvas")
+            first = pieces[position][0]
+            pins.append(CanvasPin(total - step + 1, {first + j: ids[t] for j, t in enumerate(new_pieces[position])}))
+        out, _ = self._run(pixel_values, pins=pins, **decoding)
+        missed = [n for n, pin in enumerate(pins) if not pin.applied]
+        if missed:
+            raise ValueError(f"image(s) {missed}: the canvas stopped before denoising step {step} of {total} "
+                             f"(adaptive stopping), so nothing was injected at level {level}")
+        return [self.postprocess(t) for t in self.decode(out)]
 
     def decode_cost(self, max_denoising_steps: int | None = None, max_new_tokens: int | None = None,
                     canvas_length: int | None = None, num_tokens: float | None = None, **knobs: Any) -> int:
