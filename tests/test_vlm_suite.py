@@ -56,3 +56,19 @@ def test_the_verdict_leaves_out_models_not_named(tmp_path):
     assert f"{TASK}-verdict.csv" not in {p.name for p in one}
     main = (tmp_path / "one" / f"{TASK}-main.csv").read_text()
     assert "ladic-mini" in main and "vit-gpt2-mini" in main
+
+
+@pytest.mark.parametrize("field, value, accepted", [("postprocess", "all", "first_sentence, none"),
+                                                     ("dtype", "int8", "float32, bfloat16, float16")])
+def test_bad_vlm_settings_are_refused_naming_what_is_accepted(field, value, accepted):
+    from models.vlm.autoregressive import VlmAutoregressiveCaptioner
+
+    with pytest.raises(ValueError, match=f"{field}: '{value}' is not accepted; accepted: {accepted}"):
+        VlmAutoregressiveCaptioner.variant_config("vlm-gemma4-test", **{field: value})
+
+
+def test_a_tiny_configuration_that_does_not_exist_is_named():
+    from models.vlm.tiny import build_tiny
+
+    with pytest.raises(ValueError, match="'florence2' has no tiny configuration; accepted: gemma4, diffusion_gemma"):
+        build_tiny("florence2")
