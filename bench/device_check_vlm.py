@@ -111,8 +111,8 @@ def diffusion_call(module: Any, batch: dict[str, Any], steps: int) -> Any:
     def run() -> tuple[Any, int]:
         # generate calls the model's forward directly (no hooks on it): count its decoder's calls
         with torch.no_grad(), counted_calls(module.model.decoder) as passes:
-            out = module.generate(**batch, max_new_tokens=module.config.canvas_length, max_denoising_steps=steps,
-                                  stability_threshold=None, confidence_threshold=None)
+            out = module.generate(**batch, max_new_tokens=module.config.canvas_length, max_length=None,
+                                  max_denoising_steps=steps, stability_threshold=None, confidence_threshold=None)
         return out, passes[0]
     return run
 

@@ -248,3 +248,13 @@ def test_injection_is_refused_where_the_canvas_stopped_before_its_step(tiny_shap
                                      stability_threshold=0, confidence_threshold=1e3)
     with pytest.raises(ValueError, match="has no word 5"):
         model.caption_with_injection(x, [caption], 5, ["blue"], 0.5, max_denoising_steps=4)
+
+
+def test_a_full_256_token_canvas_is_not_cut_by_a_checkpoints_max_length(tiny_shapes):
+    """transformers takes max_length instead of max_new_tokens when the latter is 256 (its default): a
+    checkpoint's generation config with a max_length must not shorten DiffusionGemma's one canvas."""
+    model = create_captioner("vlm-diffusiongemma-test")
+    model.module.generation_config.max_length = 20
+    x = torch.stack([model.preprocess(im) for im in images(tiny_shapes, 1)])
+    ids, _ = model._run(x, max_denoising_steps=1, canvas_length=256, adaptive_stopping=False)
+    assert ids.shape == (1, 256)

@@ -119,7 +119,10 @@ class DiffusionGemmaCaptioner(VlmCaptioner):
                   "sampler_config": EntropyBoundSamplerConfig(entropy_bound=float(s["entropy_bound"])),
                   "stability_threshold": int(s["stability_threshold"]) if adaptive else None,
                   "confidence_threshold": float(s["confidence_threshold"]) if adaptive else None,
-                  "max_new_tokens": int(s.get("max_new_tokens") or canvas)}
+                  "max_new_tokens": int(s.get("max_new_tokens") or canvas),
+                  # transformers reads max_length instead when max_new_tokens equals its default, 256 (one
+                  # full canvas): unset it, so a checkpoint's max_length cannot cut the canvas short
+                  "max_length": None}
         return kwargs, canvas
 
     @torch.no_grad()
