@@ -154,7 +154,8 @@ VlmAutoregressiveCaptioner.variants = {
     "vlm-paligemma2-3b-mix": VlmConfig(
         weights="google/paligemma2-3b-mix-224", image_size=224, dtype="bfloat16", chat_template=False,
         instruction="caption en", tiny="paligemma",
-        checkpoint="fine-tuned on a mixture of transfer tasks, captioning among them (PaliGemma 2 3B mix-224)"),
+        checkpoint="fine-tuned on a mixture of transfer tasks, captioning among them (PaliGemma 2 3B mix-224); "
+                   "its caption data may include COCO's, so its COCO row is not claimed zero-shot"),
     "vlm-gemma4-test": _gemma4(None, "random weights, tiny Gemma 4 configuration (tests)", image_size=32),
 }
 VlmAutoregressiveCaptioner.info = {
