@@ -196,7 +196,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     try:
-        paths = build_report(suite_dir, results, formats)
+        paths = build_report(suite_dir, results, formats, verdict_models=cfg.suite(args.suite).verdict_models)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -199,6 +199,22 @@ class SuiteConfig(_Strict):
         description="phase -> the seeds that run it (default: every seed). For probe phases whose cost "
                     "outweighs what more seeds add, e.g. latency (timing does not depend on the seed)")
 
+    verdict_models: list[str] | None = Field(
+        None, description="labels of the models the verdict compares (default: every learned model); the "
+                          "main table and comparisons.json keep every model. E.g. a same-family pair")
+
+    @model_validator(mode="after")
+    def _verdict_models_are_models(self) -> SuiteConfig:
+        if self.verdict_models is None:
+            return self
+        labels = [spec.display for spec in self.models]
+        unknown = [v for v in self.verdict_models if v not in labels]
+        if unknown:
+            raise ValueError(f"verdict_models: {unknown} are not labels of this suite's models; accepted: {labels}")
+        if len(set(self.verdict_models)) < 2:
+            raise ValueError(f"verdict_models: a verdict compares at least two models; got {self.verdict_models}")
+        return self
+
     @model_validator(mode="after")
     def _phase_seeds_are_seeds(self) -> SuiteConfig:
         for phase, seeds in self.phase_seeds.items():

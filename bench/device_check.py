@@ -431,6 +431,10 @@ def _recorded(results: dict[str, Any], section: str | None, key: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv and "--vlm" in argv:  # the released VLMs at real size: their own options (bench/device_check_vlm.py)
+        from bench.device_check_vlm import main as vlm
+
+        return vlm([a for a in argv if a != "--vlm"])
     parser = argparse.ArgumentParser(prog="bench device-check", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/device-check"))
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")

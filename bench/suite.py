@@ -128,13 +128,14 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
         echo("interrupted: completed results are kept; rerun the same command to finish the rest")
         raise
     finally:
-        _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo)
+        _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo,
+                   cfg.suite(suite_name).verdict_models)
         tracker.finish(status)
     return [results[j.key] for j in jobs if j.key in results]
 
 
 def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker, started: float,
-               echo) -> None:
+               echo, verdict_models: list[str] | None = None) -> None:
     """summary.csv/.md and the report over the whole suite, mirrored to the suite's run."""
     table = write_summary(suite_dir, ordered) if ordered else ""
     tracker.log_artifact(suite_dir / files.SUMMARY_MD)
@@ -150,7 +151,7 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
         try:
             from bench.report import build_report
 
-            for path in build_report(suite_dir, ordered):
+            for path in build_report(suite_dir, ordered, verdict_models=verdict_models):
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a report failure must not hide the suite's outcome
             echo(f"report not written: {type(err).__name__}: {err}")

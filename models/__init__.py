@@ -47,3 +47,23 @@ _c.register("mdm-mini", "models.masked_diffusion.captioner:MaskedDiffusionCaptio
             "diffusion")
 _c.register("mdm-tiny", "models.masked_diffusion.captioner:MaskedDiffusionCaptioner",
             "Masked diffusion, test-sized.", "diffusion")
+_c.register("vlm-gemma4-26b-a4b", "models.vlm.autoregressive:VlmAutoregressiveCaptioner",
+            "Gemma 4 26B-A4B-it (google/gemma-4-26B-A4B-it), instruction-tuned VLM, zero-shot captions.",
+            "autoregressive")
+_c.register("vlm-smolvlm-256m", "models.vlm.autoregressive:VlmAutoregressiveCaptioner",
+            "SmolVLM-256M-Instruct (HuggingFaceTB), instruction-tuned small VLM, zero-shot captions.",
+            "autoregressive")
+_c.register("vlm-qwen2.5-vl-3b", "models.vlm.autoregressive:VlmAutoregressiveCaptioner",
+            "Qwen2.5-VL-3B-Instruct (Qwen), instruction-tuned VLM, zero-shot captions.", "autoregressive")
+_c.register("vlm-paligemma2-3b-mix", "models.vlm.autoregressive:VlmAutoregressiveCaptioner",
+            "PaliGemma 2 3B mix-224 (google), fine-tuned on a task mixture with captioning, prompt 'caption en'.",
+            "autoregressive")
+_c.register("vlm-gemma4-test", "models.vlm.autoregressive:VlmAutoregressiveCaptioner",
+            "Gemma 4 architecture from a tiny config, random weights, offline tokenizer (tests).",
+            "autoregressive")
+_c.register("vlm-diffusiongemma-26b-a4b", "models.vlm.diffusion_gemma:DiffusionGemmaCaptioner",
+            "DiffusionGemma 26B-A4B-it (google/diffusiongemma-26B-A4B-it), block diffusion VLM, zero-shot.",
+            "diffusion (block)")
+_c.register("vlm-diffusiongemma-test", "models.vlm.diffusion_gemma:DiffusionGemmaCaptioner",
+            "DiffusionGemma architecture from a tiny config, random weights, offline tokenizer (tests).",
+            "diffusion (block)")

@@ -97,7 +97,8 @@ def _errprop_tables(entries: list[Entry], task: str, formats: Sequence[str], out
 
 def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequence[str] = FORMATS,
                  reported: Path | None = DEFAULT_PUBLISHED, task: str | None = None,
-                 out_dir: Path | None = None, figures: bool = True, commit: str | None = None) -> list[Path]:
+                 out_dir: Path | None = None, figures: bool = True, commit: str | None = None,
+                 verdict_models: Sequence[str] | None = None) -> list[Path]:
     """Write the tables (in `formats`), the figures and report.md of a suite; returns the paths written.
 
     suite_dir: results/<suite>, holding one folder per job (named by the result's `job_id`).
@@ -108,6 +109,7 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
     task: only this task (default: every task in `results`).
     out_dir: where to write (default suite_dir / "report").
     commit: the commit to print in the footer (default: `git rev-parse HEAD` of this checkout).
+    verdict_models: the labels the verdict compares (the suite's `verdict_models`; None: every model).
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -153,7 +155,8 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
         errprop_md = _errprop_tables(mine, t, formats, out, written)
         figs = make_figures(mine, styles, out / "figures", prefix=f"{t}-") if figures else []
         written += figs
-        verdict_md = _verdict(out, t, mine, comparisons, prov, formats, written)
+        judged = [e for e in mine if verdict_models is None or e.label in verdict_models]
+        verdict_md = _verdict(out, t, judged, comparisons, prov, formats, written)
         from bench.report.extra import extra_markdown  # CLIPScore, CHAIR, ... with their directions
 
         other = extra_markdown(mine)

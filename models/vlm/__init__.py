@@ -1,0 +1,1 @@
+"""Released vision-language models as zero-shot captioners (models/vlm/base.py)."""
