@@ -25,19 +25,32 @@ def df():
 
 
 def test_identical_captions_are_the_least_diverse(df):
-    # one caption of 8 words, 7 distinct (a x2): Div-1 = 7 / 40; 7 distinct bigrams of 7: Div-2 = 7 / 35
+    # one caption of 8 words, 7 distinct (a x2), 5 times: Div-1 = 7 / 40; its 7 distinct bigrams over
+    # the same 40 words (the denominator is words, not n-grams): Div-2 = 7 / 40
     assert dm.div_n(SAME, 1) == pytest.approx(7 / 40)
-    assert dm.div_n(SAME, 2) == pytest.approx(1 / 5)
+    assert dm.div_n(SAME, 2) == pytest.approx(7 / 40)
     assert dm.mbleu4(SAME) == pytest.approx(1.0)
     assert dm.self_cider(dm.cider_kernel(SAME, df)) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_captions_without_a_shared_word_are_the_most_diverse(df):
-    assert dm.div_n(DISJOINT, 1) == 1.0 and dm.div_n(DISJOINT, 2) == 1.0
+    # 20 words, all distinct; 15 bigrams, all distinct, over the same 20 words
+    assert dm.div_n(DISJOINT, 1) == 1.0 and dm.div_n(DISJOINT, 2) == pytest.approx(15 / 20)
     kernel = dm.cider_kernel(DISJOINT, df)
     np.testing.assert_allclose(kernel, 10 * np.eye(5), atol=1e-12)  # orthogonal, unit norm per order
     assert dm.self_cider(kernel) == pytest.approx(1.0)
     assert dm.mbleu4(DISJOINT) < 1e-6
+
+
+def test_div_n_divides_distinct_ngrams_by_words():
+    # Shetty et al. 2017 / Aneja et al. 2019: distinct n-grams over the total words of the k captions.
+    # "x y" twice: 4 words, 2 distinct words, 1 distinct bigram (over n-grams it would be 1 / 2)
+    assert dm.div_n(["x y", "x y"], 1) == pytest.approx(2 / 4)
+    assert dm.div_n(["x y", "x y"], 2) == pytest.approx(1 / 4)
+    # "a b a" + "a c": 5 words; unigrams {a, b, c}; bigrams {a b, b a, a c} (none across captions)
+    assert dm.div_n(["a b a", "a c"], 1) == pytest.approx(3 / 5)
+    assert dm.div_n(["a b a", "a c"], 2) == pytest.approx(3 / 5)
+    assert dm.div_n(["", "..."], 1) == 0.0
 
 
 def test_self_cider_of_a_hand_computed_3x3_kernel():

@@ -5,9 +5,13 @@ words, punctuation dropped), so all paradigms are counted the same way. Per imag
 
 - Div-n (Shetty et al., "Speaking the Same Language: Matching Machine to Human Captions by
   Adversarial Training", ICCV 2017; Aneja et al., "Sequential Latent Spaces for Modeling the
-  Intention During Diverse Image Captioning", ICCV 2019): distinct n-grams over all n-grams of the
-  k captions together (n-grams never cross a caption boundary). k identical captions give its minimum
-  (1/k for a caption without repeated n-grams); captions sharing no word give Div-1 = 1.
+  Intention During Diverse Image Captioning", ICCV 2019): distinct n-grams of the k
+  captions together divided by the total number of WORDS in them (not the number of n-grams): Aneja
+  et al. define it as "the ratio of distinct n-grams per caption to the total number of words generated
+  per set of diverse captions", and Shetty et al.'s released code (captionGAN, `compute_div_n`) divides
+  the distinct n-grams by the summed caption lengths. n-grams never cross a caption boundary, so Div-2
+  of captions of L words is at most (L - 1) / L. k identical captions without a repeated n-gram give
+  distinct / (k x L); captions sharing no word give Div-1 = 1.
 - mBLEU-4 (Shetty et al. 2017): each caption's BLEU-4 against the other k-1 captions as references
   (pycocoevalcap's `Bleu(4)`, sentence level, closest reference length), averaged over the k. Lower is
   more diverse; k identical captions give 1.
@@ -51,9 +55,11 @@ def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
 
 
 def div_n(captions: Sequence[str], n: int) -> float:
-    """Distinct n-grams / all n-grams over the captions of one image (0 when there are none)."""
-    grams = [g for c in captions for g in _ngrams(words(c), n)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    """Distinct n-grams / total words over the captions of one image (Shetty et al. 2017's and Aneja
+    et al. 2019's denominator; see the module docstring). 0 when the captions have no word."""
+    tokens = [words(c) for c in captions]
+    total = sum(len(t) for t in tokens)
+    return len({g for t in tokens for g in _ngrams(t, n)}) / total if total else 0.0
 
 
 def mbleu4(captions: Sequence[str]) -> float:
