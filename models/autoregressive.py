@@ -87,11 +87,33 @@ class ForcedPrefixProbes:
 
         prefixes = []
         for caption, word in zip(captions, words, strict=True):
-            original = split_words(caption)
-            if len(original) <= position:
+            if len(split_words(caption)) <= position:
                 raise ValueError(f"caption {caption!r} has no word {position}")
-            prefixes.append(original[:position] + [word])
+            prefixes.append(self.forced_prefix(caption, position, word))
         return self.continue_from(pixel_values, prefixes, **self.probe_decoding(decoding))  # type: ignore[attr-defined]
+
+    def forced_prefix(self, caption: str, position: int, word: str) -> list[str] | str:
+        """What `continue_from` forces to put `word` at word `position` of `caption`: by default its
+        words before `position` and `word`. The captioners here return `text_prefix` instead (their
+        captions carry punctuation between words), so that the forced path is the caption's own."""
+        from bench.metrics.errprop import words as split_words
+
+        return split_words(caption)[:position] + [word]
+
+
+def text_prefix(caption: str, position: int, word: str) -> str:
+    """The caption's own text up to its word `position` (`bench.metrics.errprop.words` positions),
+    then `word`: punctuation the model generated between earlier words ("a red circle, a blue") is
+    forced too. Forcing the bare words ("a red circle a") takes another path than the caption did,
+    so even the right word changed later words (blip-tiny on shapes, whose captions keep BLIP's
+    commas: 2.55 words per control injection): the control measured the tokenisation, not the model."""
+    from bench.metrics.errprop import WORD
+
+    text = caption.lower()  # errprop.words lower-cases first: its spans are on this string
+    spans = [m.span() for m in WORD.finditer(text)]
+    if position >= len(spans):
+        raise ValueError(f"caption {caption!r} has no word {position}")
+    return text[: spans[position][0]] + word
 
     def forced_length_decoding(self, tokens: int) -> dict[str, Any]:
         return {"min_new_tokens": tokens, "max_new_tokens": tokens}

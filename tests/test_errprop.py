@@ -1,6 +1,8 @@
 """Error propagation: the alignment-based measures, and the errprop probes on toy models of both
 paradigms whose change counts are known by hand."""
 
+import re
+
 import pytest
 import torch
 
@@ -237,3 +239,31 @@ def test_quality_by_length_has_intervals_from_the_eval_files(tmp_path):
     assert short_row["CIDEr"] == 2.0 and short_row["CIDEr_low"] == short_row["CIDEr_high"] == 2.0
     assert long_row["CIDEr"] == pytest.approx(1.75) and long_row["CIDEr_low"] < 1.75 <= long_row["CIDEr_high"]
     assert long_row["BLEU-4_low"] <= long_row["BLEU-4"] <= long_row["BLEU-4_high"] < short_row["BLEU-4"] + 1
+
+
+def test_vit_gpt2_right_word_control_changes_nothing_with_punctuation(tiny_shapes):
+    """vit-gpt2's word-level tokenizer makes "," a token of its own: the control forces the caption's
+    text (commas included) and gets the caption back at every word position."""
+    from bench.registry import create_captioner
+
+    torch.manual_seed(0)
+    model = create_captioner("vit-gpt2-tiny")
+    model.prepare(tiny_shapes.samples("train")[:16])
+    with torch.no_grad():  # untrained, but never [PAD]/[BOS]/[UNK] (they do not decode to words)
+        for p in model.module.decoder.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+        head = model.module.decoder.lm_head
+        bias = torch.zeros(head.out_features)
+        bias[:4] = -1e4
+        bias[2] = 0.0  # [EOS] stays possible
+        bias[model.tokenizer._tok.token_to_id(",")] = 3.0
+        head.bias = torch.nn.Parameter(bias)
+    pixels = torch.randn(5, 3, 32, 32)
+    captions = model.caption(pixels, num_beams=1)
+    assert any(re.search(r"\w( ,)+ \w", c) for c in captions) and all(ep.words(c) for c in captions)  # a real test
+    for k in range(max(len(ep.words(c)) for c in captions)):
+        rows = [n for n, c in enumerate(captions) if len(ep.words(c)) > k]
+        control = [ep.words(captions[n])[k] for n in rows]
+        assert model.caption_with_injection(pixels[rows], [captions[n] for n in rows], k, control) == [
+            captions[n] for n in rows], k
