@@ -128,8 +128,8 @@ class ErrpropConfig(_Strict):
     injection is made at are the captioner's `injection_levels`)."""
 
     images: int = Field(100, ge=1, description="the first N readable images of the eval split (probes)")
-    positions: int = Field(12, ge=1, description="inject at word positions 0..N-1")
-    wrong_words: int = Field(3, ge=1, description="wrong words drawn per image and position")
+    positions: int = Field(12, ge=1, description="inject at the first N reference slots (role words) of each image")
+    wrong_words: int = Field(3, ge=1, description="wrong words of the slot's role drawn per image and slot")
     seed: int = Field(0, description="seed of the wrong-word draws (the same words for every model)")
     n_resamples: int = Field(1000, ge=1, description="bootstrap resamples of each interval")
     batch_size: int = Field(50, ge=1)

@@ -73,6 +73,8 @@ class ForcedPrefixProbes:
 
     paradigm = "autoregressive"
     sampling_methods = tuple(SAMPLING)
+    #: the forced word is part of the prefix: it cannot be removed, so its survival is not measured.
+    survival_by_construction = (None,)
 
     def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
         # Injection continues greedily, so its uninjected baseline must be greedy too.
