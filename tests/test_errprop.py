@@ -266,12 +266,18 @@ def test_errprop_table_has_every_model_setting_and_level(tmp_path):
     paths = build_report(suite, results, commit="0123456789ab", figures=False)
     md = next(p for p in paths if p.name.endswith("-errprop.md")).read_text()
     rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| ladic") or line.startswith("| vit")]
-    assert [(r[0][2:], r[1], r[2]) for r in rows] == [
+    assert [(r[0][2:], r[2], r[3]) for r in rows] == [
         ("ladic-mini", s, lv) for s in ("default", "back_and_refine-False") for lv in ("0.2", "0.5", "0.8")
     ] + [("vit-gpt2-mini", "default", "when generated")]
     late = rows[2]
-    assert late[6] == "100.0" and late[8] == "13.0 [10.0, 16.0]" and late[10] == "2.0 |"
-    assert rows[-1][3] == "180"  # two seeds' injections
+    assert late[1] == "0" and late[4] == "90/120" and late[8] == "100.0" and late[15] == "2.0 |"
+    assert late[11] == "13.0 [10.0, 16.0]" and late[12] == "4.0 [3.0, 5.0]" and late[13] == "9.0 [6.0, 12.0]"
+    vit = rows[-1]
+    assert vit[1] == "0 1" and vit[5] == "180" and vit[8] == "fixed"  # two seeds' injections; forced
+    # two seeds: the mean of their values (2.0 - 0.1 and 3.0 - 0.1 words after k, net of control)
+    assert vit[7] == "2.40"
+    lo, hi = (float(x) for x in vit[11].split("[")[1].rstrip("]").split(","))
+    assert lo <= 5.0 <= hi  # the combined interval holds the seeds' mean drop (x100)
     assert {p.name for p in paths} >= {f"coco-errprop.{ext}" for ext in ("md", "tex", "csv")}
     assert "## Error propagation" in next(p for p in paths if p.name.endswith("-report.md")).read_text()
 

@@ -212,19 +212,25 @@ QUALITY = ("CIDEr", "BLEU-4")
 
 
 def propagation_quality(references: Mapping[str, Sequence[str]], units: Sequence[tuple[str, str, str, str, str]],
-                        n_resamples: int, seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
+                        n_resamples: int, seed: int = 0, confidence: float = 0.95,
+                        images: Sequence[str] | None = None) -> dict[str, Any]:
     """Corpus CIDEr-D and BLEU-4 of the units' (image_id, O, I, S, C) caption sets and the drops of
-    docstring c, with percentile intervals from resampling images (all units of a drawn image count
-    as often as it is drawn; one resample of images for all four sets). Per metric: the four scores
-    and, for "drop", "substitution_drop", "control_drop", "propagation", {value, low, high} and the
-    resampled values ("samples", to combine seeds as the quality tables do)."""
+    docstring c, with percentile intervals from resampling `images` (default: the units' images; the
+    errprop phase passes all its probe images, so that every seed and model draws the same multisets
+    and seeds combine resample by resample). All units of a drawn image count as often as it is drawn;
+    a resample that draws no image with a unit is left out. Per metric: the four scores and, for
+    "drop", "substitution_drop", "control_drop", "propagation", {value, low, high} and the resampled
+    values ("samples", null where left out)."""
     import numpy as np
 
     from bench.metrics.corpus import _Bleu, _Cider
 
     if not units:
         raise ValueError("propagation_quality: no injection to score")
-    images = sorted({u[0] for u in units})
+    images = sorted({u[0] for u in units}) if images is None else list(images)
+    missing = {u[0] for u in units} - set(images)
+    if missing:
+        raise ValueError(f"propagation_quality: units of images not among `images`: {sorted(missing)[:3]}")
     index = np.array([images.index(u[0]) for u in units])
     ids = [f"{u[0]}#{n}" for n, u in enumerate(units)]
     gts = {uid: [" ".join(words(r)) for r in references[u[0]]] for uid, u in zip(ids, units, strict=True)}
@@ -237,8 +243,12 @@ def propagation_quality(references: Mapping[str, Sequence[str]], units: Sequence
     point = score(np.ones((1, len(units))))
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(images), size=(n_resamples, len(images)))
-    image_counts = np.stack([np.bincount(d, minlength=len(images)) for d in draws]).astype(float)
-    samples = score(image_counts[:, index])
+    counts = np.stack([np.bincount(d, minlength=len(images)) for d in draws]).astype(float)[:, index]
+    kept = counts.sum(axis=1) > 0
+    samples = {m: np.full((n_resamples, len(SETS)), np.nan) for m in QUALITY}
+    if kept.any():
+        for m, v in score(counts[kept]).items():
+            samples[m][kept] = v
     q = [(1 - confidence) / 2, (1 + confidence) / 2]
     out: dict[str, Any] = {"n_images": len(images), "n_units": len(units), "n_resamples": n_resamples,
                            "confidence": confidence}
@@ -248,9 +258,9 @@ def propagation_quality(references: Mapping[str, Sequence[str]], units: Sequence
                              "propagation": ((2, 3), (0, 1))}.items():
             value = float(sum(point[metric][0, j] for j in a) - sum(point[metric][0, j] for j in b))
             resampled = sum(samples[metric][:, j] for j in a) - sum(samples[metric][:, j] for j in b)
-            low, high = np.quantile(resampled, q)
+            low, high = np.nanquantile(resampled, q) if kept.any() else (value, value)
             row[name] = {"value": value, "low": float(low), "high": float(high),
-                         "samples": [round(float(v), 6) for v in resampled]}
+                         "samples": [None if np.isnan(v) else round(float(v), 6) for v in resampled]}
         out[metric] = row
     return out
 

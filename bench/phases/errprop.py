@@ -203,7 +203,8 @@ class Probes:
         out["changed_given_survived"] = _mean([r["changed_before"] + r["changed_after"] - r["control_changed_before"]
                                                - r["control_changed_after"] for r in survived])
         units = [(r["image_id"], r["before"], r["after"], r["substituted"], r["control"]) for r in records]
-        out["quality"] = ep.propagation_quality(self.references, units, self.cfg["n_resamples"], self.cfg["seed"])
+        out["quality"] = ep.propagation_quality(self.references, units, self.cfg["n_resamples"], self.cfg["seed"],
+                                                images=self.ids)
         return out
 
     def _inject(self, rows: list[int], base: dict[str, str], k: int, draws: list[list[str]],
