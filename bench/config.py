@@ -141,6 +141,10 @@ class DiversityConfig(_Strict):
     images: int = Field(100, ge=1, description="the first N readable images of the eval split")
     k: int = Field(5, ge=2, description="captions sampled per image")
     batch_size: int = Field(25, ge=1, description="images per sampling call")
+    temperatures: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5], min_length=1,
+                                      description="sampling temperatures swept by every stochastic method")
+    top_p: list[float] = Field(default_factory=lambda: [0.5, 1.0],
+                               description="top-p values swept at temperature 1 by methods that have a top-p")
 
 
 class ModelSpec(_Strict):

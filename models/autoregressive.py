@@ -8,8 +8,9 @@ de-duplication step: raw = caption), and a forced generated length (min = max ne
 
 Sampling (diversity): every subclass funnels decoding through transformers' `module.generate`, so
 `sample_captions` runs the model's own `caption` (prompt, lengths, post-processing unchanged) with only
-the search replaced: nucleus sampling (top-p 0.9, temperature 1, no top-k cut, k sequences per image)
-or the top k beams of a k-beam search, the deterministic baseline.
+the search replaced: nucleus sampling (top-p 0.9, temperature 1, no top-k cut, k sequences per image;
+`temperature` and `top_p` may be given, for the diversity phase's sweep) or the top k beams of a k-beam
+search, the deterministic baseline.
 """
 
 from __future__ import annotations
@@ -103,6 +104,46 @@ class ForcedPrefixProbes:
         return split_words(caption)[:position] + [word]
 
 
+    def forced_length_decoding(self, tokens: int) -> dict[str, Any]:
+        return {"min_new_tokens": tokens, "max_new_tokens": tokens}
+
+    def sampling_settings(self, method: str, k: int) -> dict[str, Any]:
+        """The `generate` settings `method` overrides (the diversity phase records them)."""
+        if method not in SAMPLING:
+            raise ValueError(f"sampling method {method!r} is not accepted; accepted: {', '.join(SAMPLING)}")
+        return SAMPLING[method](k)
+
+    def sample_captions(self, pixel_values, k: int, method: str, seed: int = 0, temperature: float = 1.0,
+                        top_p: float | None = None, **decoding: Any) -> list[list[str]]:
+        """k captions per image (image-major) by nucleus sampling (at `temperature`, and `top_p` when
+        given, else 0.9) or as the top k beams (deterministic: no temperature or top-p); the sampling
+        draws come from a generator seeded by `seed` (the global one is restored afterwards)."""
+        import torch
+
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        settings = self.sampling_settings(method, k)
+        if not settings.get("do_sample"):
+            if temperature != 1.0 or top_p is not None:
+                raise ValueError(f"sampling method {method!r} is deterministic: it takes no temperature or top_p "
+                                 f"(got temperature={temperature}, top_p={top_p})")
+        else:
+            if temperature <= 0 or (top_p is not None and not 0 < top_p <= 1):
+                raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}")
+            settings = {**settings, "temperature": float(temperature),
+                        **({"top_p": float(top_p)} if top_p is not None else {})}
+        decoding = {name: v for name, v in decoding.items() if name != "num_beams"}  # the method's search
+        devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
+        module = self.module  # type: ignore[attr-defined]
+        with torch.random.fork_rng(devices=devices), generate_overridden(module, settings):
+            torch.manual_seed(seed)
+            captions = self.caption(pixel_values, **decoding)  # type: ignore[attr-defined]
+        if len(captions) != k * len(pixel_values):
+            raise RuntimeError(f"{type(self).__name__}: expected {k} captions per image, got {len(captions)} "
+                               f"for {len(pixel_values)} images")
+        return [captions[i * k:(i + 1) * k] for i in range(len(pixel_values))]
+
+
 def text_prefix(caption: str, position: int, word: str) -> str:
     """The caption's own text up to its word `position` (`bench.metrics.errprop.words` positions),
     then `word`: punctuation the model generated between earlier words ("a red circle, a blue") is
@@ -116,30 +157,3 @@ def text_prefix(caption: str, position: int, word: str) -> str:
     if position >= len(spans):
         raise ValueError(f"caption {caption!r} has no word {position}")
     return text[: spans[position][0]] + word
-
-    def forced_length_decoding(self, tokens: int) -> dict[str, Any]:
-        return {"min_new_tokens": tokens, "max_new_tokens": tokens}
-
-    def sampling_settings(self, method: str, k: int) -> dict[str, Any]:
-        """The `generate` settings `method` overrides (the diversity phase records them)."""
-        if method not in SAMPLING:
-            raise ValueError(f"sampling method {method!r} is not accepted; accepted: {', '.join(SAMPLING)}")
-        return SAMPLING[method](k)
-
-    def sample_captions(self, pixel_values, k: int, method: str, seed: int = 0, **decoding: Any) -> list[list[str]]:
-        """k captions per image (image-major) by nucleus sampling or as the top k beams; the sampling
-        draws come from a generator seeded by `seed` (the global one is restored afterwards)."""
-        import torch
-
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        decoding = {name: v for name, v in decoding.items() if name != "num_beams"}  # the method's search
-        devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
-        module = self.module  # type: ignore[attr-defined]
-        with torch.random.fork_rng(devices=devices), generate_overridden(module, self.sampling_settings(method, k)):
-            torch.manual_seed(seed)
-            captions = self.caption(pixel_values, **decoding)  # type: ignore[attr-defined]
-        if len(captions) != k * len(pixel_values):
-            raise RuntimeError(f"{type(self).__name__}: expected {k} captions per image, got {len(captions)} "
-                               f"for {len(pixel_values)} images")
-        return [captions[i * k:(i + 1) * k] for i in range(len(pixel_values))]

@@ -221,7 +221,7 @@ def test_runner_writes_diversity_and_isolates_its_failure(write_config, monkeypa
 
     cfg = load_config(write_config(SUITE))
     (job,) = plan_suite(cfg, "mini")
-    assert job.diversity == {"images": 4, "k": 2, "batch_size": 4}
+    assert job.diversity == {"images": 4, "k": 2, "batch_size": 4, "temperatures": [0.5, 1.0, 1.5], "top_p": [0.5, 1.0]}
     result = run_job(job)
     assert result["status"] == "ok" and result["diversity"]["images"] == 4
     assert {"div1", "self_cider_beams", "cider_best_of_k_nucleus"} <= set(result["metrics"])
@@ -267,3 +267,88 @@ def test_paired_difference():
     assert diff["low"] > 0 and diff["p_value"] < 0.01
     with pytest.raises(ValueError, match="not per image"):
         dm.paired_difference(a, b, "vocab")
+
+
+def test_interpolate_along_a_curve_never_extrapolates():
+    assert dm.interpolate([0.2, 0.6], [0.9, 0.5], 0.5) == pytest.approx(0.6)
+    assert dm.interpolate([0.6, 0.2, 0.4], [0.5, 0.9, 0.8], 0.3) == pytest.approx(0.85)  # ordered by quality
+    assert dm.interpolate([0.2, 0.2, 0.6], [1.0, 0.8, 0.5], 0.2) == pytest.approx(0.9)  # ties averaged
+    assert dm.interpolate([0.2, 0.6], [0.9, 0.5], 0.7) is None and dm.interpolate([0.2, 0.6], [0.9, 0.5], 0.1) is None
+
+
+def _curve(points):
+    """Per-image records of a sweep: every image has the point's (quality, Div-1)."""
+    return [{str(i): {"cider_mean_of_k": q, "div1": d} for i in range(4)} for q, d in points]
+
+
+def test_matched_quality_by_hand():
+    # A: quality 0.2 -> Div-1 0.9, 0.6 -> 0.5; B: 0.4 -> 0.4, 1.0 -> 0.1. Overlap [0.4, 0.6];
+    # at its middle, 0.5: A 0.6, B 0.4 - 0.3 * (0.1 / 0.6) = 0.35; A - B = 0.25
+    a, b = _curve([(0.2, 0.9), (0.6, 0.5)]), _curve([(0.4, 0.4), (1.0, 0.1)])
+    out = dm.matched_quality(a, b, "div1", fractions=(0.5,), n_resamples=20)
+    assert out["reachable"] and out["range_a"] == [0.2, 0.6] and out["range_b"] == [0.4, 1.0]
+    (t,) = out["targets"]
+    assert t["quality"] == pytest.approx(0.5) and t["a"] == pytest.approx(0.6) and t["b"] == pytest.approx(0.35)
+    assert t["delta"] == pytest.approx(0.25) and t["low"] == pytest.approx(0.25) == t["high"]  # images agree
+    assert t["resamples_reaching"] == 20
+    apart = dm.matched_quality(a, _curve([(0.7, 0.4), (1.0, 0.1)]), "div1")
+    assert not apart["reachable"] and apart["targets"] == []  # ranges [0.2, 0.6] and [0.7, 1.0]: no common quality
+
+
+class FakeSampler:
+    """k captions whose diversity and quality follow the temperature: at temperature t, the k captions
+    share fewer words as t grows (a toy with a known direction), no sampling_settings."""
+
+    probes = frozenset({"sampling"})
+    sampling_methods = ("fake",)
+    device = torch.device("cpu")
+
+    def __init__(self):
+        self.calls = []
+
+    def default_decoding(self):
+        return {}
+
+    def preprocess(self, image, train=False):
+        return torch.zeros(3, 4, 4)
+
+    def sample_captions(self, pixel_values, k, method, seed=0, temperature=1.0, **decoding):
+        self.calls.append(temperature)
+        words = ["red", "blue", "green", "square", "circle", "triangle", "small", "large"]
+        distinct = max(1, int(round(2 * temperature)))  # 1, 2, 3 middle words at 0.5, 1, 1.5
+        return [[" ".join(["a", words[j % distinct], "circle"]) for j in range(k)] for _ in range(len(pixel_values))]
+
+
+class FakeWithoutTemperature(FakeSampler):
+    def sample_captions(self, pixel_values, k, method, seed=0, **decoding):
+        return super().sample_captions(pixel_values, k, method, seed)
+
+
+def test_phase_sweeps_the_temperature_of_a_fake_captioner(shapes, tmp_path):
+    from bench.phases.diversity import diversity_phase
+
+    fake = FakeSampler()
+    out = diversity_phase(_job(tmp_path, temperatures=[0.5, 1.0, 1.5]), shapes, fake, print)
+    sweep = read_json(tmp_path / "diversity.json")["methods"]["fake"]["sweep"]
+    assert [p["temperature"] for p in sweep] == [1.0, 0.5, 1.5] and [p["default"] for p in sweep] == [True, False, False]
+    div1 = {p["temperature"]: p["corpus"]["div1"] for p in sweep}
+    assert [div1[t] for t in (0.5, 1.0, 1.5)] == pytest.approx([3 / 9, 4 / 9, 5 / 9])  # 1, 2, 3 middle words
+    assert set(next(iter(sweep[0]["per_image"].values()))) >= {"cider_mean_of_k", "div1", "self_cider"}
+    assert [p["temperature"] for p in out["curves"]["fake"]] == [1.0, 0.5, 1.5]
+
+    other = tmp_path / "without"
+    other.mkdir()
+    out = diversity_phase(_job(other, temperatures=[0.5, 1.0]), shapes, FakeWithoutTemperature(), print)
+    assert len(read_json(other / "diversity.json")["methods"]["fake"]["sweep"]) == 1
+    assert "no temperature sweep" in out["unavailable"]["fake temperature sweep"]
+
+
+def test_phase_sweeps_nucleus_temperature_and_top_p_and_runs_beams_once(vit_gpt2, shapes, tmp_path):
+    from bench.phases.diversity import diversity_phase
+
+    diversity_phase(_job(tmp_path, temperatures=[0.5, 1.0], top_p=[0.5]), shapes, vit_gpt2, print)
+    methods = read_json(tmp_path / "diversity.json")["methods"]
+    assert [(p["temperature"], p["top_p"]) for p in methods["nucleus"]["sweep"]] == [(1.0, 0.9), (0.5, 0.9), (1.0, 0.5)]
+    assert len(methods["beams"]["sweep"]) == 1 and methods["beams"]["deterministic"]
+    with pytest.raises(ValueError, match="deterministic"):
+        vit_gpt2.sample_captions(torch.zeros(1, 3, 32, 32), 2, "beams", temperature=0.5)

@@ -216,3 +216,60 @@ def paired_difference(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapp
     p = (1 + int(np.count_nonzero(np.abs(deltas - delta) >= abs(delta)))) / (1 + n_resamples)
     return {"metric": metric, "delta": delta, "low": float(low), "high": float(high), "p_value": p,
             "n_images": len(ids), "n_resamples": n_resamples, "confidence": confidence}
+
+
+def interpolate(quality: Sequence[float], values: Sequence[float], target: float) -> float | None:
+    """The value at `target` quality along a curve through (quality, value) points: piecewise linear
+    between the points ordered by quality (points of equal quality averaged); None outside the
+    curve's range (never extrapolated). Example: (0.2, 0.9), (0.6, 0.5) at 0.5 gives 0.6."""
+    by_quality: dict[float, list[float]] = {}
+    for q, v in zip(quality, values, strict=True):
+        by_quality.setdefault(float(q), []).append(float(v))
+    xs = sorted(by_quality)
+    if not xs or not xs[0] <= target <= xs[-1]:
+        return None
+    return float(np.interp(target, xs, [float(np.mean(by_quality[x])) for x in xs]))
+
+
+def matched_quality(a: Sequence[Mapping[str, Mapping[str, float]]], b: Sequence[Mapping[str, Mapping[str, float]]],
+                    metric: str, fractions: Sequence[float] = (0.25, 0.5, 0.75), n_resamples: int = 1000,
+                    seed: int = 0, confidence: float = 0.95, quality: str = "cider_mean_of_k") -> dict[str, Any]:
+    """`metric` of two models at matched `quality` (mean-of-k CIDEr-D), each interpolated along its own
+    curve (`a`, `b`: one per-image record per point of its sweep, `measure(...)["per_image"]`).
+
+    The targets are `fractions` of the way through the range both curves reach (their overlap); with
+    no overlap, {"reachable": False} and each curve's range. Per target: A's and B's values and A - B
+    with a percentile interval from resampling the images both measured (jointly for every point of
+    both curves; the target stays fixed, and a resample whose curves do not reach it is left out and
+    counted)."""
+    if metric not in PER_IMAGE:
+        raise ValueError(f"matched {metric!r}: accepted: {', '.join(PER_IMAGE)}")
+    ids = sorted(set.intersection(*(set(p) for p in (*a, *b))))
+    if not ids:
+        raise ValueError("matched quality: the two curves share no image")
+    qa, ma, qb, mb = (np.array([[p[i][m] for i in ids] for p in curve]) for curve, m in
+                      ((a, quality), (a, metric), (b, quality), (b, metric)))
+    range_a = (float(qa.mean(1).min()), float(qa.mean(1).max()))
+    range_b = (float(qb.mean(1).min()), float(qb.mean(1).max()))
+    low, high = max(range_a[0], range_b[0]), min(range_a[1], range_b[1])
+    out: dict[str, Any] = {"metric": metric, "range_a": list(range_a), "range_b": list(range_b),
+                           "n_images": len(ids), "n_resamples": n_resamples, "confidence": confidence}
+    if low > high:
+        return {**out, "reachable": False, "targets": []}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(n_resamples, len(ids)))
+    curves = [x[:, draws].mean(axis=2) for x in (qa, ma, qb, mb)]  # (points, resamples) each
+    targets = []
+    for t in sorted({low + f * (high - low) for f in fractions}):
+        va = interpolate(qa.mean(1), ma.mean(1), t)
+        vb = interpolate(qb.mean(1), mb.mean(1), t)
+        deltas = []
+        for r in range(n_resamples):
+            ra = interpolate(curves[0][:, r], curves[1][:, r], t)
+            rb = interpolate(curves[2][:, r], curves[3][:, r], t)
+            if ra is not None and rb is not None:
+                deltas.append(ra - rb)
+        iv = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2]) if deltas else (np.nan, np.nan)
+        targets.append({"quality": t, "a": va, "b": vb, "delta": va - vb, "low": float(iv[0]), "high": float(iv[1]),
+                        "resamples_reaching": len(deltas)})
+    return {**out, "reachable": True, "targets": targets}
