@@ -352,3 +352,47 @@ def test_phase_sweeps_nucleus_temperature_and_top_p_and_runs_beams_once(vit_gpt2
     assert len(methods["beams"]["sweep"]) == 1 and methods["beams"]["deterministic"]
     with pytest.raises(ValueError, match="deterministic"):
         vit_gpt2.sample_captions(torch.zeros(1, 3, 32, 32), 2, "beams", temperature=0.5)
+
+
+def _sweep(points, ids):
+    """diversity.json's method entry: a temperature sweep whose every image has the point's values."""
+    sweep = []
+    for t, q, d in points:
+        values = {"cider_mean_of_k": q, "cider_best_of_k": q + 0.1, "div1": d, "div2": d, "mbleu4": 1 - d,
+                  "self_cider": d}
+        sweep.append({"temperature": t, "top_p": None, "default": t == 1.0, "seconds": 1.0,
+                      "corpus": {**values, "vocab": 10.0, "novel_rate": 0.5},
+                      "per_image": {i: dict(values) for i in ids}})
+    return {"deterministic": False, "sweep": sweep, "corpus": sweep[0]["corpus"]}
+
+
+def test_report_matches_diversity_at_equal_quality(tmp_path):
+    import csv
+    import io
+    import json
+
+    from bench.report import build_report
+    from tests.test_report import TASK, make_suite
+
+    suite, results = make_suite(tmp_path)
+    ids = [f"img{n}" for n in range(6)]
+    curves = {"ladic-mini": [(1.0, 0.2, 0.9), (0.5, 0.6, 0.5)],  # A: Div-1 0.9 at CIDEr 0.2, 0.5 at 0.6
+              "vit-gpt2-mini": [(1.0, 0.4, 0.4), (1.5, 1.0, 0.1)]}  # B: 0.4 at 0.4, 0.1 at 1.0 (toy)
+    for r in results:
+        if r["label"] in curves and r["seed"] == 0:
+            method = "seeds" if r["label"] == "ladic-mini" else "nucleus"
+            (suite / r["job_id"] / "diversity.json").write_text(json.dumps(
+                {"sampling_methods": [method], "seed": 0, "methods": {method: _sweep(curves[r["label"]], ids)}}))
+    build_report(suite, results, formats=["md", "csv"], commit="0", figures=False)
+    md = (suite / "report" / f"{TASK}-diversity.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| ladic-mini") and "Div-1 " in line)
+    # common range [0.4, 0.6]; at its middle, 0.5: A 0.6, B 0.35 (module test_matched_quality_by_hand)
+    assert "0.600 vs 0.350: +0.250 [+0.250, +0.250] @ 50.0" in row and "| 0 " in row  # seed 0 only
+    rows = list(csv.DictReader(io.StringIO((suite / "report" / f"{TASK}-verdict.csv").read_text())))
+    div1 = next(r for r in rows if r["axis"].startswith("diversity at matched mean-of-k CIDEr: Div-1"))
+    assert div1["axis"].endswith(" 50.0") and div1["A - B"] == "+0.250"
+    assert div1["verdict"] == "diffusion more diverse (unadjusted interval)"
+    mbleu = next(r for r in rows if r["axis"].startswith("diversity at matched mean-of-k CIDEr: mBLEU-4"))
+    assert mbleu["A - B"] == "-0.250" and mbleu["verdict"].startswith("diffusion more diverse")
+    report_md = (suite / "report" / f"{TASK}-report.md").read_text()
+    assert "## Diversity at matched quality" in report_md

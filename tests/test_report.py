@@ -453,8 +453,8 @@ def test_verdict_table(report):
     assert (cider["A - B"], cider["95% interval"], cider["p (Holm)"]) == ("-17.9", "[-25.0, -10.0]", "0.004")
     assert cider["verdict"] == "autoregressive ahead"
     assert by_axis["METEOR"]["verdict"] == "no significant difference"
-    diversity = by_axis["diversity: mBLEU-4 (lower: more diverse)"]
-    assert (diversity["A - B"], diversity["verdict"]) == ("+0.100", "autoregressive more diverse")
+    # diversity is compared at matched quality (tests/test_diversity.py), not by the unmatched paired test
+    assert "diversity: mBLEU-4 (lower: more diverse)" not in by_axis
     latency = next(r for a, r in by_axis.items() if a.startswith("latency at CIDEr"))
     # Common level: ladic-mini's best CIDEr (115.2 at its default); vit-gpt2-mini reaches it at 1 beam.
     assert latency["axis"] == "latency at CIDEr >= 115.2 (batch 1)"

@@ -10,8 +10,9 @@ each paradigm on that axis (a paper compares the best of each family). Axes:
   CIDEr that every compared model reaches somewhere on its steps / beams sweep (or at its default
   decoding when it swept nothing); the lowest latency among a model's settings that reach it, mean over
   seeds. Reported as the ratio A / B; timings are not resampled, so there is no interval or p-value.
-- diversity (when the models sampled): the paired tests of per-image Div-1, Div-2, mBLEU-4 and
-  Self-CIDEr from comparisons.json, as for quality; "more diverse" instead of "ahead".
+- diversity (when the models sampled): per pair of learned models of different paradigms, Div-1,
+  Div-2, mBLEU-4 and Self-CIDEr at matched mean-of-k CIDEr (the middle of the range both curves
+  reach, bench/report/diversity.py), A - B with an unadjusted interval over images.
 - error propagation: per learned model and injection level (default probe setting), the CIDEr lost
   beyond the substituted word with the right-word control subtracted (bench/report/errprop.py), with
   its interval over images and seeds; no best model is picked, and an interval containing 0 is
@@ -73,7 +74,8 @@ def quality_rows(tests: list[dict[str, Any]], groups: dict[str, list[Entry]], ta
     """Tested axes (quality metrics, then diversity) from comparisons.json's paradigm tests."""
     rows = []
     paradigms = list(groups)
-    mine = [t for t in tests if t.get("task") == task and t.get("kind") == "paradigm"]
+    mine = [t for t in tests if t.get("task") == task and t.get("kind") == "paradigm"
+            and not t["metric"].startswith("diversity ")]  # diversity: at matched quality (diversity_rows)
     metrics = [m for m in METRICS if any(t["metric"] == m for t in mine)]
     metrics += [m for m in dict.fromkeys(t["metric"] for t in mine) if m not in metrics]
     for metric in metrics:
@@ -140,6 +142,36 @@ def latency_row(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
     return rows
 
 
+def diversity_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
+    """Per pair of learned models of different paradigms and per measure: the measure at the middle of
+    the mean-of-k CIDEr range both models' curves reach (bench/report/diversity.py), A - B with its
+    interval over images (unadjusted, not part of the Holm family); a pair without a common range says so."""
+    from bench.report.diversity import MORE_DIVERSE_HIGHER, matched
+
+    paradigm = {e.label: p for p, g in groups.items() for e in g}
+    rows = []
+    for r in matched([e for g in groups.values() for e in g]):
+        pa, pb = paradigm[r["a"].label], paradigm[r["b"].label]
+        if pa == pb:
+            continue
+        axis = f"diversity at matched mean-of-k CIDEr: {DIVERSITY_NAMES[r['measure']]}"
+        if not r["reachable"]:
+            rows.append(VerdictRow(axis, _side(pa, r["a"].label), _side(pb, r["b"].label), "–", "–", "–",
+                                   f"{NO_TEST}: no common quality (CIDEr x100: A {100 * r['range_a'][0]:.1f}-"
+                                   f"{100 * r['range_a'][1]:.1f}, B {100 * r['range_b'][0]:.1f}-{100 * r['range_b'][1]:.1f})"))
+            continue
+        t = r["targets"][len(r["targets"]) // 2]
+        if t["low"] > 0 or t["high"] < 0:
+            ahead = pa if (t["delta"] > 0) == MORE_DIVERSE_HIGHER[r["measure"]] else pb
+            verdict = f"{ahead} more diverse (unadjusted interval)"
+        else:
+            verdict = "no difference shown (interval contains 0)"
+        rows.append(VerdictRow(f"{axis} {100 * t['quality']:.1f}", _side(pa, f"{r['a'].label} {t['a']:.3f}"),
+                               _side(pb, f"{r['b'].label} {t['b']:.3f}"), f"{t['delta']:+.3f}",
+                               f"[{t['low']:+.3f}, {t['high']:+.3f}]", "–", verdict))
+    return rows
+
+
 def errprop_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
     """Per learned model and injection level (default probe setting): the CIDEr its continuation loses
     beyond the substituted word, control subtracted, with the image (and seed) interval. No best model
@@ -183,6 +215,7 @@ def verdict_rows(entries: list[Entry], comparisons: dict[str, Any] | None, task:
     if len(groups) < 2:
         return []
     rows = quality_rows((comparisons or {}).get("tests", []), groups, task)
+    rows += diversity_rows(groups)
     rows += latency_row(groups)
     rows += errprop_rows(groups)
     return rows
@@ -194,7 +227,7 @@ def verdict_note(comparisons: dict[str, Any] | None) -> str:
     return (f"Each side: the best learned model of that paradigm on the axis. Quality: A - B x100, 95% interval "
             f"and p from the {method}" + (f" ({n} resamples)" if n else "") + f"; significant at {ALPHA}. Latency "
             "at equal quality: lowest batch-1 latency reaching the highest CIDEr every model reaches on its "
-            "sweep. Diversity: A - B of the per-image measure. Error propagation: each model and level on its own (default probe setting), drop beyond the substituted word net of the right-word control, 95% interval over images and seeds; descriptive.")
+            "sweep. Diversity: A - B at the same mean-of-k CIDEr (x100, in the axis) on each model's temperature curve, unadjusted 95% interval over images. Error propagation: each model and level on its own (default probe setting), drop beyond the substituted word net of the right-word control, 95% interval over images and seeds; descriptive.")
 
 
 # ---------------------------------------------------------------- renderers
