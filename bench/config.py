@@ -146,6 +146,15 @@ class DiversityConfig(_Strict):
     top_p: list[float] = Field(default_factory=lambda: [0.5, 1.0],
                                description="top-p values swept at temperature 1 by methods that have a top-p")
 
+    @field_validator("temperatures", "top_p")
+    @classmethod
+    def _sampling_values(cls, values: list[float], info: Any) -> list[float]:
+        bad = [v for v in values if not (v > 0 and (info.field_name == "temperatures" or v <= 1))]
+        if bad:
+            accepted = "numbers > 0" if info.field_name == "temperatures" else "numbers in (0, 1]"
+            raise ValueError(f"diversity.{info.field_name}: {bad} not accepted; accepted: {accepted}")
+        return values
+
 
 class ModelSpec(_Strict):
     """One row of a suite: a registered captioner and how to train and decode it."""

@@ -396,3 +396,15 @@ def test_report_matches_diversity_at_equal_quality(tmp_path):
     assert mbleu["A - B"] == "-0.250" and mbleu["verdict"].startswith("diffusion more diverse")
     report_md = (suite / "report" / f"{TASK}-report.md").read_text()
     assert "## Diversity at matched quality" in report_md
+
+
+def test_diversity_sweep_values_are_checked():
+    from pydantic import ValidationError
+
+    from bench.config import DiversityConfig
+
+    assert DiversityConfig(temperatures=[0.7, 1.3], top_p=[0.8]).temperatures == [0.7, 1.3]
+    with pytest.raises(ValidationError, match=r"diversity.temperatures: \[0.0\] not accepted; accepted: numbers > 0"):
+        DiversityConfig(temperatures=[0.0, 1.0])
+    with pytest.raises(ValidationError, match=r"diversity.top_p: \[1.5\] not accepted"):
+        DiversityConfig(top_p=[1.5])
