@@ -253,6 +253,13 @@ def test_quality_vs_diversity_figure(tmp_path):
     axis = fig.axes[0]
     assert sorted(t.get_text() for t in axis.texts) == ["beams", "nucleus", "seeds"]
     assert len(axis.lines) == 3 * 3  # per point: the mean, the best, the line between
+    curve = [{**row, "temperature": t, "top_p": None, "default": t == 1.0, "self_cider": 0.2 * t}
+             for t in (1.0, 0.5, 1.5)]
+    swept = Entry("a", "a", "shapes", "", 0, 0, [Run(result={"seed": 0, "diversity": {
+        "methods": {"seeds": row}, "curves": {"seeds": curve}}})])
+    axis = quality_vs_diversity([swept], styles).axes[0]
+    assert len(axis.lines) == 3 + 1  # the point's three, and the dotted curve through the sweep
+    assert list(axis.lines[-1].get_xdata()) == pytest.approx([0.1, 0.2, 0.3])  # ordered by temperature
     written = make_figures([entry("a", {"seeds": row})], styles, tmp_path)
     assert tmp_path / "quality_vs_diversity.png" in written
 
