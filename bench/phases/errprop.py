@@ -8,8 +8,8 @@ recorded under "unavailable", never replaced by another one.
 - The probes run on the first `errprop.images` readable images of the split (bench.samples.readable):
   repetition rate on `caption_raw`; free-running and teacher-forced word accuracy and the exposure
   gap on the probe baseline (`probe_decoding` of the job's decoding); error injection for every
-  (probe setting, injection level, word position): wrong words drawn per image from the training
-  captions' content words, and the control (the original word through the same path).
+  (probe setting, injection level), summarised per level and, for the change counts, per injected
+  word position k.
 - Injection is like for like across models (bench/metrics/errprop.py, docstring c): the slots of an
   image are the role words of its references (the task's `word_classes()` when it has one, e.g.
   colour and shape on shapes; else the nouns of `noun_table` over the training captions), the first

@@ -108,11 +108,13 @@ def errprop_rows(entries: list[Entry]) -> tuple[list[list[str]], list[str]]:
         groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         for report in reports:
             for row in report.get("injection_summary", []):
-                if row.get("injections") and "quality" in row:
+                if row.get("injections") and "slots_covered" in row:
                     groups.setdefault((row["setting"], row["level"]), []).append(row)
         if not groups:
-            reason = next((r["unavailable"].get("injection") for r in reports if r.get("unavailable", {}).get("injection")),
-                          "not measured")
+            older = any(row.get("injections") for r in reports for row in r.get("injection_summary", []))
+            reason = ("errprop.json is from an earlier errprop phase without role slots and controls: rerun it"
+                      if older else next((r["unavailable"].get("injection") for r in reports
+                                          if r.get("unavailable", {}).get("injection")), "not measured"))
             rows.append([e.label, _seeds(e), *["-"] * (len(COLUMNS) - 3), rep])
             notes.append(f"{e.label}: no injection ({reason}).")
             continue

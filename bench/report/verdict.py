@@ -185,7 +185,7 @@ def errprop_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
             by_level: dict[Any, list[dict[str, Any]]] = {}
             for run in e.runs:
                 for row in (run.errprop or {}).get("injection_summary", []):
-                    if row.get("setting") == "default" and "quality" in row:
+                    if row.get("setting") == "default" and "slots_covered" in row and "quality" in row:
                         by_level.setdefault(row["level"], []).append(row["quality"]["CIDEr"]["propagation"])
             for level, parts in by_level.items():
                 point, low, high = combine(parts)
