@@ -397,7 +397,7 @@ def test_report_matches_diversity_at_equal_quality(tmp_path):
     assert "0.600 vs 0.350: +0.250 [+0.250, +0.250] @ 50.0" in row and "| 0 " in row  # seed 0 only
     rows = list(csv.DictReader(io.StringIO((suite / "report" / f"{TASK}-verdict.csv").read_text())))
     div1 = next(r for r in rows if r["axis"].startswith("diversity at matched mean-of-k CIDEr: Div-1"))
-    assert div1["axis"].endswith(" 50.0") and div1["A - B"] == "+0.250"
+    assert div1["axis"].endswith(" 50.0") and div1["A - B"] == "+0.250" and div1["A"].endswith("(seed 0)")
     assert div1["verdict"] == "diffusion more diverse (unadjusted interval)"
     mbleu = next(r for r in rows if r["axis"].startswith("diversity at matched mean-of-k CIDEr: mBLEU-4"))
     assert mbleu["A - B"] == "-0.250" and mbleu["verdict"].startswith("diffusion more diverse")

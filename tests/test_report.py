@@ -472,13 +472,13 @@ def test_verdict_error_propagation_is_descriptive(tmp_path):
     rows = list(csv.DictReader(io.StringIO((suite / "report" / f"{TASK}-verdict.csv").read_text())))
     errprop = {r["A"]: r for r in rows if r["axis"].startswith("error propagation: CIDEr lost beyond")}
     # every model and level on its own, none picked as the best; default probe setting only
-    assert set(errprop) == {"diffusion: ladic-mini (0.2)", "diffusion: ladic-mini (0.5)", "diffusion: ladic-mini (0.8)",
-                            "autoregressive: vit-gpt2-mini (when generated)"}
-    late = errprop["diffusion: ladic-mini (0.8)"]  # propagation 0.13 - 0.04 = 0.09, interval [0.06, 0.12]
+    assert set(errprop) == {"diffusion: ladic-mini (0.2; seeds 0)", "diffusion: ladic-mini (0.5; seeds 0)",
+                            "diffusion: ladic-mini (0.8; seeds 0)", "autoregressive: vit-gpt2-mini (when generated; seeds 0 1)"}
+    late = errprop["diffusion: ladic-mini (0.8; seeds 0)"]  # propagation 0.13 - 0.04 = 0.09, interval [0.06, 0.12]
     assert (late["A - B"], late["95% interval"]) == ("+9.0", "[+6.0, +12.0]")
     assert late["verdict"] == "not tested: propagates: loses more than the substituted word"
     # 0.05 - 0.04 = 0.01 with resamples -0.02, 0.01, 0.04 for both seeds: the interval holds 0
-    vit = errprop["autoregressive: vit-gpt2-mini (when generated)"]
+    vit = errprop["autoregressive: vit-gpt2-mini (when generated; seeds 0 1)"]
     assert vit["A - B"] == "+1.0" and vit["verdict"] == "not tested: no evidence either way (interval contains 0)"
     repetition = next(r for r in rows if r["axis"] == "repetition rate (raw output), every model")
     assert repetition["A"].startswith("diffusion: ladic-mini ") and repetition["B"].startswith("autoregressive: vit")

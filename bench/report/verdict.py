@@ -166,8 +166,9 @@ def diversity_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
             verdict = f"{ahead} more diverse (unadjusted interval)"
         else:
             verdict = "no difference shown (interval contains 0)"
-        rows.append(VerdictRow(f"{axis} {100 * t['quality']:.1f}", _side(pa, f"{r['a'].label} {t['a']:.3f}"),
-                               _side(pb, f"{r['b'].label} {t['b']:.3f}"), f"{t['delta']:+.3f}",
+        sa, sb = r["seeds"]  # the seed whose diversity phase ran (a suite may run it on one seed only)
+        rows.append(VerdictRow(f"{axis} {100 * t['quality']:.1f}", _side(pa, f"{r['a'].label} {t['a']:.3f} (seed {sa})"),
+                               _side(pb, f"{r['b'].label} {t['b']:.3f} (seed {sb})"), f"{t['delta']:+.3f}",
                                f"[{t['low']:+.3f}, {t['high']:+.3f}]", "–", verdict))
     return rows
 
@@ -183,6 +184,7 @@ def errprop_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
     for paradigm, entries in groups.items():
         for e in entries:
             by_level: dict[Any, list[dict[str, Any]]] = {}
+            seeds = " ".join(str(run.result.get("seed", 0)) for run in e.runs if run.errprop)
             for run in e.runs:
                 for row in (run.errprop or {}).get("injection_summary", []):
                     if row.get("setting") == "default" and "slots_covered" in row and "quality" in row:
@@ -193,7 +195,7 @@ def errprop_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
                            "propagates: loses more than the substituted word" if low > 0 else
                            "repairs: loses less than the substituted word")
                 interval = "–" if low != low else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
-                rows.append(VerdictRow(ERRPROP_AXIS, _side(paradigm, f"{e.label} ({level_label(level)})"), "–",
+                rows.append(VerdictRow(ERRPROP_AXIS, _side(paradigm, f"{e.label} ({level_label(level)}; seeds {seeds})"), "–",
                                        f"{100 * point:+.1f}", interval, "–", f"{NO_TEST}: {verdict}"))
     rates = {p: [f"{e.label} {100 * v:.1f}%" for e in g if (v := _repetition(e)) is not None] for p, g in groups.items()}
     present = [p for p in groups if rates[p]]
