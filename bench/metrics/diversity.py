@@ -7,7 +7,7 @@ words, punctuation dropped), so all paradigms are counted the same way. Per imag
   Adversarial Training", ICCV 2017; Aneja et al., "Sequential Latent Spaces for Modeling the
   Intention During Diverse Image Captioning", ICCV 2019): distinct n-grams of the k
   captions together divided by the total number of WORDS in them (not the number of n-grams): Shetty
-  et al.'s released code (captionGAN, imagernn/utils.py `compute_div_n`, which Aneja et al. follow)
+  et al.'s released code (captionGAN, imagernn/utils.py `compute_div_n`; Aneja et al. report the same measure)
   divides the distinct n-grams of an image's caption set by the summed lengths of its captions. n-grams never cross a caption boundary, so Div-2
   of captions of L words is at most (L - 1) / L. k identical captions without a repeated n-gram give
   distinct / (k x L); captions sharing no word give Div-1 = 1.
