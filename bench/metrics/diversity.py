@@ -5,12 +5,12 @@ words, punctuation dropped), so all paradigms are counted the same way. Per imag
 
 - Div-n (Shetty et al., "Speaking the Same Language: Matching Machine to Human Captions by
   Adversarial Training", ICCV 2017; Aneja et al., "Sequential Latent Spaces for Modeling the
-  Intention During Diverse Image Captioning", ICCV 2019): distinct n-grams of the k
-  captions together divided by the total number of WORDS in them (not the number of n-grams): Shetty
-  et al.'s released code (captionGAN, imagernn/utils.py `compute_div_n`; Aneja et al. report the same measure)
-  divides the distinct n-grams of an image's caption set by the summed lengths of its captions. n-grams never cross a caption boundary, so Div-2
-  of captions of L words is at most (L - 1) / L. k identical captions without a repeated n-gram give
-  distinct / (k x L); captions sharing no word give Div-1 = 1.
+  Intention During Diverse Image Captioning", ICCV 2019, report the same measure): distinct n-grams
+  of the k captions together divided by the total number of WORDS in them, not the number of
+  n-grams, as Shetty et al.'s released code does (captionGAN, imagernn/utils.py `compute_div_n`:
+  distinct n-grams of an image's caption set over the summed lengths of its captions). n-grams never
+  cross a caption boundary, so Div-2 of captions of L words is at most (L - 1) / L. k identical
+  captions without a repeated n-gram give distinct / (k x L); captions sharing no word give Div-1 = 1.
 - mBLEU-4 (Shetty et al. 2017): each caption's BLEU-4 against the other k-1 captions as references
   (pycocoevalcap's `Bleu(4)`, sentence level, closest reference length), averaged over the k. Lower is
   more diverse; k identical captions give 1.
