@@ -151,8 +151,8 @@ class ErrpropConfig(_Strict):
     injection is made at are the captioner's `injection_levels`)."""
 
     images: int = Field(100, ge=1, description="the first N readable images of the eval split (probes)")
-    positions: int = Field(12, ge=1, description="inject at word positions 0..N-1")
-    wrong_words: int = Field(3, ge=1, description="wrong words drawn per image and position")
+    positions: int = Field(12, ge=1, description="inject at the first N reference slots (role words) of each image")
+    wrong_words: int = Field(3, ge=1, description="wrong words of the slot's role drawn per image and slot")
     seed: int = Field(0, description="seed of the wrong-word draws (the same words for every model)")
     n_resamples: int = Field(1000, ge=1, description="bootstrap resamples of each interval")
     batch_size: int = Field(50, ge=1)
@@ -164,6 +164,19 @@ class DiversityConfig(_Strict):
     images: int = Field(100, ge=1, description="the first N readable images of the eval split")
     k: int = Field(5, ge=2, description="captions sampled per image")
     batch_size: int = Field(25, ge=1, description="images per sampling call")
+    temperatures: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5], min_length=1,
+                                      description="sampling temperatures swept by every stochastic method")
+    top_p: list[float] = Field(default_factory=lambda: [0.5, 1.0],
+                               description="top-p values swept at temperature 1 by methods that have a top-p")
+
+    @field_validator("temperatures", "top_p")
+    @classmethod
+    def _sampling_values(cls, values: list[float], info: Any) -> list[float]:
+        bad = [v for v in values if not (v > 0 and (info.field_name == "temperatures" or v <= 1))]
+        if bad:
+            accepted = "numbers > 0" if info.field_name == "temperatures" else "numbers in (0, 1]"
+            raise ValueError(f"diversity.{info.field_name}: {bad} not accepted; accepted: {accepted}")
+        return values
 
 
 class ModelSpec(_Strict):

@@ -8,8 +8,9 @@ de-duplication step: raw = caption), and a forced generated length (min = max ne
 
 Sampling (diversity): every subclass funnels decoding through transformers' `module.generate`, so
 `sample_captions` runs the model's own `caption` (prompt, lengths, post-processing unchanged) with only
-the search replaced: nucleus sampling (top-p 0.9, temperature 1, no top-k cut, k sequences per image)
-or the top k beams of a k-beam search, the deterministic baseline.
+the search replaced: nucleus sampling (top-p 0.9, temperature 1, no top-k cut, k sequences per image;
+`temperature` and `top_p` may be given, for the diversity phase's sweep) or the top k beams of a k-beam
+search, the deterministic baseline.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class ForcedPrefixProbes:
 
     paradigm = "autoregressive"
     sampling_methods = tuple(SAMPLING)
+    #: the forced word is part of the prefix: it cannot be removed, so its survival is not measured.
+    survival_by_construction = (None,)
 
     def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
         # Injection continues greedily, so its uninjected baseline must be greedy too.
@@ -87,11 +90,19 @@ class ForcedPrefixProbes:
 
         prefixes = []
         for caption, word in zip(captions, words, strict=True):
-            original = split_words(caption)
-            if len(original) <= position:
+            if len(split_words(caption)) <= position:
                 raise ValueError(f"caption {caption!r} has no word {position}")
-            prefixes.append(original[:position] + [word])
+            prefixes.append(self.forced_prefix(caption, position, word))
         return self.continue_from(pixel_values, prefixes, **self.probe_decoding(decoding))  # type: ignore[attr-defined]
+
+    def forced_prefix(self, caption: str, position: int, word: str) -> list[str] | str:
+        """What `continue_from` forces to put `word` at word `position` of `caption`: by default its
+        words before `position` and `word`. The captioners here return `text_prefix` instead (their
+        captions carry punctuation between words), so that the forced path is the caption's own."""
+        from bench.metrics.errprop import words as split_words
+
+        return split_words(caption)[:position] + [word]
+
 
     def forced_length_decoding(self, tokens: int) -> dict[str, Any]:
         return {"min_new_tokens": tokens, "max_new_tokens": tokens}
@@ -102,20 +113,47 @@ class ForcedPrefixProbes:
             raise ValueError(f"sampling method {method!r} is not accepted; accepted: {', '.join(SAMPLING)}")
         return SAMPLING[method](k)
 
-    def sample_captions(self, pixel_values, k: int, method: str, seed: int = 0, **decoding: Any) -> list[list[str]]:
-        """k captions per image (image-major) by nucleus sampling or as the top k beams; the sampling
+    def sample_captions(self, pixel_values, k: int, method: str, seed: int = 0, temperature: float = 1.0,
+                        top_p: float | None = None, **decoding: Any) -> list[list[str]]:
+        """k captions per image (image-major) by nucleus sampling (at `temperature`, and `top_p` when
+        given, else 0.9) or as the top k beams (deterministic: no temperature or top-p); the sampling
         draws come from a generator seeded by `seed` (the global one is restored afterwards)."""
         import torch
 
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        settings = self.sampling_settings(method, k)
+        if not settings.get("do_sample"):
+            if temperature != 1.0 or top_p is not None:
+                raise ValueError(f"sampling method {method!r} is deterministic: it takes no temperature or top_p "
+                                 f"(got temperature={temperature}, top_p={top_p})")
+        else:
+            if temperature <= 0 or (top_p is not None and not 0 < top_p <= 1):
+                raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}")
+            settings = {**settings, "temperature": float(temperature),
+                        **({"top_p": float(top_p)} if top_p is not None else {})}
         decoding = {name: v for name, v in decoding.items() if name != "num_beams"}  # the method's search
         devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
         module = self.module  # type: ignore[attr-defined]
-        with torch.random.fork_rng(devices=devices), generate_overridden(module, self.sampling_settings(method, k)):
+        with torch.random.fork_rng(devices=devices), generate_overridden(module, settings):
             torch.manual_seed(seed)
             captions = self.caption(pixel_values, **decoding)  # type: ignore[attr-defined]
         if len(captions) != k * len(pixel_values):
             raise RuntimeError(f"{type(self).__name__}: expected {k} captions per image, got {len(captions)} "
                                f"for {len(pixel_values)} images")
         return [captions[i * k:(i + 1) * k] for i in range(len(pixel_values))]
+
+
+def text_prefix(caption: str, position: int, word: str) -> str:
+    """The caption's own text up to its word `position` (`bench.metrics.errprop.words` positions),
+    then `word`: punctuation the model generated between earlier words ("a red circle, a blue") is
+    forced too. Forcing the bare words ("a red circle a") takes another path than the caption did,
+    so even the right word changed later words (blip-tiny on shapes, whose captions keep BLIP's
+    commas: 2.55 words per control injection): the control measured the tokenisation, not the model."""
+    from bench.metrics.errprop import WORD
+
+    text = caption.lower()  # errprop.words lower-cases first: its spans are on this string
+    spans = [m.span() for m in WORD.finditer(text)]
+    if position >= len(spans):
+        raise ValueError(f"caption {caption!r} has no word {position}")
+    return text[: spans[position][0]] + word

@@ -34,7 +34,7 @@ from PIL import Image
 
 from bench.api import Captioner, CaptionerConfig, Generation
 from bench.metrics.errprop import WORD
-from models.autoregressive import ForcedPrefixProbes
+from models.autoregressive import ForcedPrefixProbes, text_prefix
 from models.counting import counted_calls, tokens_before_end
 from models.imaging import augment
 from models.weights import load_pretrained, load_pretrained_captioner, save_pretrained_captioner
@@ -266,12 +266,17 @@ class PretrainedCaptioner(ForcedPrefixProbes, Captioner):
                           tokens_before_end(ids, {self.end_id}))
 
     # -- error-propagation probes -------------------------------------------------------------
+    def forced_prefix(self, caption: str, position: int, word: str) -> str:
+        """The caption's text up to word `position`, then `word` (punctuation forced too)."""
+        return text_prefix(caption, position, word)
+
     @torch.no_grad()
-    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]], num_beams: int | None = None,
+    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str] | str], num_beams: int | None = None,
                       max_length: int | None = None, min_length: int | None = None,
                       max_new_tokens: int | None = None, min_new_tokens: int | None = None,
                       **knobs: Any) -> list[str]:
-        """Greedy captions that start with the forced words `prefixes[i]` (one list per image).
+        """Greedy captions that start with the forced words `prefixes[i]` (one list per image, or the
+        text to force as it is: `forced_prefix`).
 
         Always greedy (`num_beams` is ignored). Lengths mean what they mean in `caption`: the forced
         pieces use up part of the budget, so a caption forced with the first words of its own greedy
@@ -282,7 +287,8 @@ class PretrainedCaptioner(ForcedPrefixProbes, Captioner):
         prompt, options = self._options(1, **knobs)
         prompt = self.default_prompt if prompt is None else prompt
         start = self._prefix(prompt)
-        forced = [self.tokenizer(" ".join(p), add_special_tokens=False)["input_ids"] for p in prefixes]
+        forced = [self.tokenizer(p if isinstance(p, str) else " ".join(p), add_special_tokens=False)["input_ids"]
+                  for p in prefixes]
         out: list[str] = [""] * len(forced)
         self.module.eval()
         for width, rows in groups_by_length(forced).items():

@@ -19,7 +19,13 @@ from typing import Any
 import torch
 
 from bench.api import Generation, VariantInfo
-from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
+from models.autoregressive import (
+    AUTOREGRESSIVE_PROBES,
+    ForcedPrefixProbes,
+    beam_knob,
+    length_knobs,
+    text_prefix,
+)
 from models.counting import counted_calls, tokens_before_end
 from models.scratch import ScratchCaptioner, ScratchConfig
 from models.text import BOS, EOS, PAD
@@ -116,22 +122,32 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
         tokens = tokens_before_end(out[:, 1:], {EOS})  # out starts with the decoder start [BOS]
         return Generation([self.tokenizer.decode(row) for row in out.tolist()], [passes[0]] * len(out), tokens)
 
+    def forced_prefix(self, caption: str, position: int, word: str) -> str:
+        """The caption's text up to word `position`, then `word` (its "," tokens forced too)."""
+        return text_prefix(caption, position, word)
+
     @torch.no_grad()
-    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str]],
+    def continue_from(self, pixel_values: torch.Tensor, prefixes: list[list[str] | str],
                       max_new_tokens: int | None = None, **unused_decoding: Any) -> list[str]:
-        """Greedy continuation after forced word prefixes (word-level tokenizer: one token a word)."""
+        """Greedy continuation after forced prefixes (word lists, or text as `forced_prefix` gives):
+        prefixes of different token lengths are generated in separate groups (no padding)."""
         assert self.tokenizer is not None
         self.module.eval()
-        lengths = {len(p) for p in prefixes}
-        if len(lengths) != 1:
-            raise ValueError(f"prefixes must have one length per call, got lengths {sorted(lengths)}")
-        width = lengths.pop() + 1
-        start = self.tokenizer.encode([" ".join(p) for p in prefixes], width + 1)[:, :width]
-        out = self.module.generate(
-            pixel_values=pixel_values, decoder_input_ids=start.to(pixel_values.device), num_beams=1,
-            do_sample=False, max_new_tokens=max(1, (max_new_tokens or self.config.max_new_tokens) - width + 1),
-        )
-        return [self.tokenizer.decode(row) for row in out.tolist()]
+        texts = [p if isinstance(p, str) else " ".join(p) for p in prefixes]
+        encoded = self.tokenizer.encode(texts, 512)
+        widths = (encoded != PAD).sum(1).tolist()  # [BOS] + the prefix's tokens + [EOS]
+        out = [""] * len(texts)
+        for width in sorted(set(widths)):
+            rows = [n for n, w in enumerate(widths) if w == width]
+            start = encoded[rows, : width - 1]  # [BOS] + the prefix's tokens
+            left = (max_new_tokens or self.config.max_new_tokens) - (width - 2)  # the forced ones count
+            generated = start if left <= 0 else self.module.generate(  # a full prefix is returned as it is
+                pixel_values=pixel_values[rows], decoder_input_ids=start.to(pixel_values.device), num_beams=1,
+                do_sample=False, max_new_tokens=left,
+            )
+            for n, row in zip(rows, generated.tolist(), strict=True):
+                out[n] = self.tokenizer.decode(row)
+        return out
 
     @torch.no_grad()
     def teacher_forced_words(self, pixel_values: torch.Tensor, captions: list[str]) -> list[list[bool]]:

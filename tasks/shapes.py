@@ -194,6 +194,10 @@ class ShapesTask(KarpathyTask):
         if not self.split_file.is_file():
             generate(self.root, self.seed, self.sizes)
 
+    def word_classes(self) -> dict[str, str]:
+        """Word -> role, for the errprop phase's wrong words: a colour for a colour, a shape for a shape."""
+        return {**{c: "colour" for c in COLOURS}, **{k: "shape" for k in KINDS}}
+
     def info(self) -> TaskInfo:
         return TaskInfo(
             name="shapes",

@@ -188,3 +188,27 @@ def test_teacher_forcing_matches_the_models_own_forward(family, models, pixels):
         assert forced[n] == expected and len(expected) == len(words(caption))
     assert forced[0][2] is False  # the forced nonsense word is not what an untrained model predicts
     assert forced[0][:2] == [True, True]  # its own first two words, teacher-forced
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_right_word_control_changes_nothing_with_punctuation(family, pixels):
+    """The errprop control (each caption's own word k forced through `caption_with_injection`) gives
+    the caption back at every k, also when the captions carry commas between words (shapes captions
+    do, and BLIP keeps them): the forced prefix is the caption's text, punctuation included."""
+    from bench.metrics.errprop import injection_effect
+
+    captioner = steered(family)
+    with torch.no_grad():  # "," becomes sayable, and likely: every caption has some
+        comma = captioner.tokenizer.convert_tokens_to_ids(",")
+        output_layer(captioner).bias[comma] = 0.2 if family == "blip" else 1.0
+    captions = captioner.caption(pixels, **greedy(captioner))
+    assert sum("," in c for c in captions) >= 2 and all(words(c) for c in captions)  # a real test
+    for k in range(max(len(words(c)) for c in captions)):
+        rows = [n for n, c in enumerate(captions) if len(words(c)) > k]
+        control = [words(captions[n])[k] for n in rows]
+        out = captioner.caption_with_injection(pixels[rows], [captions[n] for n in rows], k, control,
+                                               **greedy(captioner))
+        assert out == [captions[n] for n in rows], k
+        for n, after in zip(rows, out, strict=True):
+            effect = injection_effect(words(captions[n]), words(after), k, words(captions[n])[k])
+            assert effect["changed_before"] == effect["changed_after"] == 0

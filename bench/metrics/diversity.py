@@ -5,9 +5,12 @@ words, punctuation dropped), so all paradigms are counted the same way. Per imag
 
 - Div-n (Shetty et al., "Speaking the Same Language: Matching Machine to Human Captions by
   Adversarial Training", ICCV 2017; Aneja et al., "Sequential Latent Spaces for Modeling the
-  Intention During Diverse Image Captioning", ICCV 2019): distinct n-grams over all n-grams of the
-  k captions together (n-grams never cross a caption boundary). k identical captions give its minimum
-  (1/k for a caption without repeated n-grams); captions sharing no word give Div-1 = 1.
+  Intention During Diverse Image Captioning", ICCV 2019, report the same measure): distinct n-grams
+  of the k captions together divided by the total number of WORDS in them, not the number of
+  n-grams, as Shetty et al.'s released code does (captionGAN, imagernn/utils.py `compute_div_n`:
+  distinct n-grams of an image's caption set over the summed lengths of its captions). n-grams never
+  cross a caption boundary, so Div-2 of captions of L words is at most (L - 1) / L. k identical
+  captions without a repeated n-gram give distinct / (k x L); captions sharing no word give Div-1 = 1.
 - mBLEU-4 (Shetty et al. 2017): each caption's BLEU-4 against the other k-1 captions as references
   (pycocoevalcap's `Bleu(4)`, sentence level, closest reference length), averaged over the k. Lower is
   more diverse; k identical captions give 1.
@@ -51,9 +54,11 @@ def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
 
 
 def div_n(captions: Sequence[str], n: int) -> float:
-    """Distinct n-grams / all n-grams over the captions of one image (0 when there are none)."""
-    grams = [g for c in captions for g in _ngrams(words(c), n)]
-    return len(set(grams)) / len(grams) if grams else 0.0
+    """Distinct n-grams / total words over the captions of one image (Shetty et al. 2017's and Aneja
+    et al. 2019's denominator; see the module docstring). 0 when the captions have no word."""
+    tokens = [words(c) for c in captions]
+    total = sum(len(t) for t in tokens)
+    return len({g for t in tokens for g in _ngrams(t, n)}) / total if total else 0.0
 
 
 def mbleu4(captions: Sequence[str]) -> float:
@@ -210,3 +215,60 @@ def paired_difference(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapp
     p = (1 + int(np.count_nonzero(np.abs(deltas - delta) >= abs(delta)))) / (1 + n_resamples)
     return {"metric": metric, "delta": delta, "low": float(low), "high": float(high), "p_value": p,
             "n_images": len(ids), "n_resamples": n_resamples, "confidence": confidence}
+
+
+def interpolate(quality: Sequence[float], values: Sequence[float], target: float) -> float | None:
+    """The value at `target` quality along a curve through (quality, value) points: piecewise linear
+    between the points ordered by quality (points of equal quality averaged); None outside the
+    curve's range (never extrapolated). Example: (0.2, 0.9), (0.6, 0.5) at 0.5 gives 0.6."""
+    by_quality: dict[float, list[float]] = {}
+    for q, v in zip(quality, values, strict=True):
+        by_quality.setdefault(float(q), []).append(float(v))
+    xs = sorted(by_quality)
+    if not xs or not xs[0] <= target <= xs[-1]:
+        return None
+    return float(np.interp(target, xs, [float(np.mean(by_quality[x])) for x in xs]))
+
+
+def matched_quality(a: Sequence[Mapping[str, Mapping[str, float]]], b: Sequence[Mapping[str, Mapping[str, float]]],
+                    metric: str, fractions: Sequence[float] = (0.25, 0.5, 0.75), n_resamples: int = 1000,
+                    seed: int = 0, confidence: float = 0.95, quality: str = "cider_mean_of_k") -> dict[str, Any]:
+    """`metric` of two models at matched `quality` (mean-of-k CIDEr-D), each interpolated along its own
+    curve (`a`, `b`: one per-image record per point of its sweep, `measure(...)["per_image"]`).
+
+    The targets are `fractions` of the way through the range both curves reach (their overlap); with
+    no overlap, {"reachable": False} and each curve's range. Per target: A's and B's values and A - B
+    with a percentile interval from resampling the images both measured (jointly for every point of
+    both curves; the target stays fixed, and a resample whose curves do not reach it is left out and
+    counted)."""
+    if metric not in PER_IMAGE:
+        raise ValueError(f"matched {metric!r}: accepted: {', '.join(PER_IMAGE)}")
+    ids = sorted(set.intersection(*(set(p) for p in (*a, *b))))
+    if not ids:
+        raise ValueError("matched quality: the two curves share no image")
+    qa, ma, qb, mb = (np.array([[p[i][m] for i in ids] for p in curve]) for curve, m in
+                      ((a, quality), (a, metric), (b, quality), (b, metric)))
+    range_a = (float(qa.mean(1).min()), float(qa.mean(1).max()))
+    range_b = (float(qb.mean(1).min()), float(qb.mean(1).max()))
+    low, high = max(range_a[0], range_b[0]), min(range_a[1], range_b[1])
+    out: dict[str, Any] = {"metric": metric, "range_a": list(range_a), "range_b": list(range_b),
+                           "n_images": len(ids), "n_resamples": n_resamples, "confidence": confidence}
+    if low > high:
+        return {**out, "reachable": False, "targets": []}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(n_resamples, len(ids)))
+    curves = [x[:, draws].mean(axis=2) for x in (qa, ma, qb, mb)]  # (points, resamples) each
+    targets = []
+    for t in sorted({low + f * (high - low) for f in fractions}):
+        va = interpolate(qa.mean(1), ma.mean(1), t)
+        vb = interpolate(qb.mean(1), mb.mean(1), t)
+        deltas = []
+        for r in range(n_resamples):
+            ra = interpolate(curves[0][:, r], curves[1][:, r], t)
+            rb = interpolate(curves[2][:, r], curves[3][:, r], t)
+            if ra is not None and rb is not None:
+                deltas.append(ra - rb)
+        iv = np.quantile(deltas, [(1 - confidence) / 2, (1 + confidence) / 2]) if deltas else (np.nan, np.nan)
+        targets.append({"quality": t, "a": va, "b": vb, "delta": va - vb, "low": float(iv[0]), "high": float(iv[1]),
+                        "resamples_reaching": len(deltas)})
+    return {**out, "reachable": True, "targets": targets}

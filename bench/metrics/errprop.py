@@ -23,8 +23,8 @@ c. Error injection at word k of the uninjected caption O with a wrong word w; I 
    O[k] itself (substituted or deleted) is free, and counts every other edit:
    - changed_before / changed_after: edits at O positions before / after k (an insertion counts
      before k when it sits in front of O[k], after k otherwise);
-   - survived: w is a word of I (wrong words are drawn from words absent from O, so an occurrence
-     can only come from the injection; for the control, O[k] is still a word of I).
+   - survived: w is a word of I (wrong words are absent from the image's references and from O, so
+     an occurrence can only come from the injection; for the control, O[k] is still a word of I).
    Examples with O = "a red circle on the left", k = 1, w = "blue":
      I = "a blue circle on the left"         -> before 0, after 0, survived
      I = "a blue big circle on the left"     -> after 1 (one inserted word), survived
@@ -32,10 +32,21 @@ c. Error injection at word k of the uninjected caption O with a wrong word w; I 
      I = "a circle on the left"              -> 0 and 0, not survived (word k dropped, free)
      I = "the blue circle on the left"       -> before 1, survived
      I = "a blue square at the left"         -> after 2, survived
-   Wrong words are content words of the training captions drawn with a seed, several per image and
-   position (`draw_wrong_words`); the control puts O[k] itself through the same path (its changes are
-   the probe's own noise floor). The quality drop is corpus CIDEr-D and BLEU-4 of O minus those of
-   I on the same images, with paired bootstrap intervals (bench/phases/errprop.py).
+   Like for like across models (`role_slots`, `draw_role_words`): a slot is a word of the image's
+   references that has a role in a word-class table (the task's own, e.g. colour and shape on shapes,
+   else `noun_table` of the training captions); its wrong words are other words of the same role that
+   no reference of the image uses, drawn with a seed keyed by (image, slot word). They depend on the
+   references alone, so every model gets the same wrong words at the same slot; a model is injected at
+   a slot where its caption says the slot's word (at that word's first occurrence, k), and the slots
+   its caption lacks are counted as not covered.
+   Quality (`propagation_quality`), corpus CIDEr-D and BLEU-4 of four caption sets on the same units
+   (one unit per injection): O, I, the model-free substitution S (O with only O[k] replaced by w) and
+   the control C (the right word O[k] through the same injection path). drop = Q(O) - Q(I);
+   substitution drop = Q(O) - Q(S) (what the wrong word costs by itself); control drop = Q(O) - Q(C)
+   (the probe's own noise); propagation = drop - substitution drop - control drop = Q(S) + Q(C) -
+   Q(O) - Q(I), what the model's continuation loses beyond the substituted word. Example: O scores
+   1.0, S 0.8, C 1.0, I 0.6: drop 0.4, substitution drop 0.2, propagation 0.2. Intervals: percentile
+   bootstrap over images (an image's injections move together).
 
 d. Repetition rate: the share of words equal to the word before them, on raw output (before any
    de-duplication; `caption_raw`).
@@ -45,7 +56,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.api import WORD, words  # noqa: F401 - the contract's word split (bench/api.py), re-exported
@@ -141,6 +152,113 @@ def draw_wrong_words(pool: Sequence[str], caption: Sequence[str], n: int, seed: 
     candidates = [w for w in pool if w not in absent]
     rng = random.Random(f"{seed}|{key}|{' '.join(caption)}")
     return rng.sample(candidates, min(n, len(candidates)))
+
+
+#: nouns of captions are mostly followed by one of these, or end the caption (besides STOPWORDS).
+_NOUN_FOLLOWERS = frozenset("is are sitting standing with holding".split())
+
+
+def noun_table(captions: Iterable[str], min_count: int = 2) -> dict[str, str]:
+    """Word -> "noun" for the nouns of English captions, a word-class table built from the captions alone.
+
+    A heuristic (no tagger ships offline): a content word (not a STOPWORD, not a number, seen at least
+    `min_count` times) that does not end in "ing" (captions' verbs are mostly participles) and that, in
+    at least half of its occurrences, ends the caption or is followed by a function word or an "-ing"
+    word: "a man riding a wave on a board" makes "man", "wave" and "board" nouns, not "riding"; an
+    adjective is mostly followed by its noun ("red car") and is not one.
+    """
+    seen: Counter = Counter()
+    boundary: Counter = Counter()
+    for caption in captions:
+        w = words(caption)
+        for n, word in enumerate(w):
+            if word in STOPWORDS or word.isdigit() or word.endswith("ing"):
+                continue
+            seen[word] += 1
+            after = w[n + 1] if n + 1 < len(w) else None
+            boundary[word] += after is None or after in STOPWORDS or after in _NOUN_FOLLOWERS or after.endswith("ing")
+    return {w: "noun" for w, n in seen.items() if n >= min_count and 2 * boundary[w] >= n}
+
+
+def role_slots(references: Sequence[str], classes: Mapping[str, str]) -> list[str]:
+    """The slots of an image: distinct words of its references that have a role in `classes`, in the
+    order they first occur (reference by reference, word by word)."""
+    return list(dict.fromkeys(w for r in references for w in words(r) if w in classes))
+
+
+def draw_role_words(classes: Mapping[str, str], slot: str, references: Sequence[str], n: int, seed: int,
+                    image_id: str) -> list[str]:
+    """`n` distinct wrong words for `slot` of an image: words of the slot's role that no reference of
+    the image uses, uniformly, seeded by (seed, image, slot word): the same for every model. Fewer when
+    the role has fewer such words."""
+    used = {w for r in references for w in words(r)}
+    candidates = sorted(w for w, role in classes.items() if role == classes[slot] and w not in used)
+    rng = random.Random(f"{seed}|{image_id}|{slot}")
+    return rng.sample(candidates, min(n, len(candidates)))
+
+
+def substituted(caption: Sequence[str], position: int, wrong: str) -> list[str]:
+    """The caption with only word `position` replaced: the model-free substitution control."""
+    return [*caption[:position], wrong, *caption[position + 1:]]
+
+
+#: the four caption sets of `propagation_quality`, in order
+SETS = ("uninjected", "injected", "substituted", "control")
+QUALITY = ("CIDEr", "BLEU-4")
+
+
+def propagation_quality(references: Mapping[str, Sequence[str]], units: Sequence[tuple[str, str, str, str, str]],
+                        n_resamples: int, seed: int = 0, confidence: float = 0.95,
+                        images: Sequence[str] | None = None) -> dict[str, Any]:
+    """Corpus CIDEr-D and BLEU-4 of the units' (image_id, O, I, S, C) caption sets and the drops of
+    docstring c, with percentile intervals from resampling `images` (default: the units' images; the
+    errprop phase passes all its probe images, so that every seed and model draws the same multisets
+    and seeds combine resample by resample). All units of a drawn image count as often as it is drawn;
+    a resample that draws no image with a unit is left out. Per metric: the four scores and, for
+    "drop", "substitution_drop", "control_drop", "propagation", {value, low, high} and the resampled
+    values ("samples", null where left out)."""
+    import numpy as np
+
+    from bench.metrics.corpus import _Bleu, _Cider
+
+    if not units:
+        raise ValueError("propagation_quality: no injection to score")
+    images = sorted({u[0] for u in units}) if images is None else list(images)
+    missing = {u[0] for u in units} - set(images)
+    if missing:
+        raise ValueError(f"propagation_quality: units of images not among `images`: {sorted(missing)[:3]}")
+    index = np.array([images.index(u[0]) for u in units])
+    ids = [f"{u[0]}#{n}" for n, u in enumerate(units)]
+    gts = {uid: [" ".join(words(r)) for r in references[u[0]]] for uid, u in zip(ids, units, strict=True)}
+    hyps = [{uid: [" ".join(words(u[j]))] for uid, u in zip(ids, units, strict=True)} for j in range(1, 5)]
+    cider, bleus = _Cider(gts, hyps, ids), [_Bleu(gts, h, ids) for h in hyps]
+
+    def score(counts: np.ndarray) -> dict[str, np.ndarray]:  # (R, units) -> metric: (R, 4 sets)
+        return {"CIDEr": cider.score(counts), "BLEU-4": np.stack([b.score(counts)[:, 3] for b in bleus], axis=1)}
+
+    point = score(np.ones((1, len(units))))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(images), size=(n_resamples, len(images)))
+    counts = np.stack([np.bincount(d, minlength=len(images)) for d in draws]).astype(float)[:, index]
+    kept = counts.sum(axis=1) > 0
+    samples = {m: np.full((n_resamples, len(SETS)), np.nan) for m in QUALITY}
+    if kept.any():
+        for m, v in score(counts[kept]).items():
+            samples[m][kept] = v
+    q = [(1 - confidence) / 2, (1 + confidence) / 2]
+    out: dict[str, Any] = {"n_images": len(images), "n_units": len(units), "n_resamples": n_resamples,
+                           "confidence": confidence}
+    for metric in QUALITY:
+        row: dict[str, Any] = {name: float(point[metric][0, j]) for j, name in enumerate(SETS)}
+        for name, (a, b) in {"drop": ((0,), (1,)), "substitution_drop": ((0,), (2,)), "control_drop": ((0,), (3,)),
+                             "propagation": ((2, 3), (0, 1))}.items():
+            value = float(sum(point[metric][0, j] for j in a) - sum(point[metric][0, j] for j in b))
+            resampled = sum(samples[metric][:, j] for j in a) - sum(samples[metric][:, j] for j in b)
+            low, high = np.nanquantile(resampled, q) if kept.any() else (value, value)
+            row[name] = {"value": value, "low": float(low), "high": float(high),
+                         "samples": [None if np.isnan(v) else round(float(v), 6) for v in resampled]}
+        out[metric] = row
+    return out
 
 
 def length_buckets(references: dict[str, list[str]], bucket_of: Callable[[float], int] = round) -> dict[str, int]:

@@ -8,17 +8,26 @@ recorded under "unavailable", never replaced by another one.
 - The probes run on the first `errprop.images` readable images of the split (bench.samples.readable):
   repetition rate on `caption_raw`; free-running and teacher-forced word accuracy and the exposure
   gap on the probe baseline (`probe_decoding` of the job's decoding); error injection for every
-  (probe setting, injection level, word position): wrong words drawn per image from the training
-  captions' content words, and the control (the original word through the same path).
-- Corpus BLEU-4 and CIDEr-D here come from bench/metrics/stats.py (pycocoevalcap's definitions on
-  word-tokenised text); intervals are 95% percentile bootstraps. The quality drop of an injection is a
-  paired bootstrap whose unit is one injection (image, wrong word); an image's draws are resampled
-  independently. The control's quality drop is in the summary over positions (one interval per
-  curve; per position its change counts suffice to show the noise floor).
+  (probe setting, injection level), summarised per level and, for the change counts, per injected
+  word position k.
+- Injection is like for like across models (bench/metrics/errprop.py, docstring c): the slots of an
+  image are the role words of its references (the task's `word_classes()` when it has one, e.g.
+  colour and shape on shapes; else the nouns of `noun_table` over the training captions), the first
+  `errprop.positions` of them; each slot's `errprop.wrong_words` wrong words depend on (seed, image,
+  slot word) only, so every model gets the same ones. A model is injected where its caption says the
+  slot's word; the share of slots covered is recorded. For each injection: the right-word control
+  (the slot word through the same path) and the model-free substitution; every change count is
+  reported raw and net of its own control (paired per injection), and the quality drops are
+  `propagation_quality`'s (intervals by resampling images; the resampled values are kept so that
+  the report combines seeds as for quality).
+- Survival is reported only where the captioner does not fix it by construction: a captioner lists
+  in `survival_by_construction` the injection levels whose word cannot be removed (autoregressive
+  forcing: None, "when generated"); there it is recorded as null with `survival_fixed` true.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -35,23 +44,6 @@ QUALITY = ERRPROP_METRICS
 
 def _tok(text: str) -> str:
     return " ".join(ep.words(text))
-
-
-def quality_drop(references: dict[str, list[str]], pairs: list[tuple[str, str, str]],
-                 n_resamples: int) -> dict[str, Any]:
-    """Corpus CIDEr-D and BLEU-4 of uninjected minus injected captions over `pairs` (image_id,
-    uninjected, injected), one resampling unit per pair, with paired bootstrap intervals."""
-    from bench.metrics.stats import paired_test
-
-    gts = {f"{i}#{n}": [_tok(r) for r in references[i]] for n, (i, _, _) in enumerate(pairs)}
-    before = {f"{i}#{n}": [_tok(a)] for n, (i, a, _) in enumerate(pairs)}
-    after = {f"{i}#{n}": [_tok(b)] for n, (i, _, b) in enumerate(pairs)}
-    out = {}
-    for metric in QUALITY:
-        r = paired_test(gts, before, after, metric=metric, n_resamples=n_resamples)
-        out[metric] = {"uninjected": r.score_a, "injected": r.score_b, "drop": r.delta, "low": r.low,
-                       "high": r.high, "p_value": r.p_value}
-    return out
 
 
 def _quality_by_length(job: Job, references: dict[str, list[str]], n_resamples: int) -> list[dict[str, Any]]:
@@ -93,7 +85,7 @@ def errprop_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
     ids = [s.image_id for s in samples]
     decoding = {**captioner.default_decoding(), **job.decoding}
     log(f"errprop probes on {len(samples)} images (probes: {', '.join(sorted(captioner.probes)) or 'none'})")
-    probes = Probes(captioner, pixels, ids, references, cfg)
+    probes = Probes(captioner, pixels, ids, references, cfg, getattr(task, "word_classes", None))
     probes.run(report, decoding, [r for s in task.samples("train") for r in s.references], log)
     write_json(path, report)
     return _headline(report)
@@ -103,8 +95,9 @@ class Probes:
     """The probes on one set of images: batching, the baseline captions, and each measurement."""
 
     def __init__(self, captioner, pixels, ids: list[str], references: dict[str, list[str]],
-                 cfg: dict[str, Any]):
+                 cfg: dict[str, Any], word_classes: Callable[[], dict[str, str]] | None = None):
         self.captioner, self.pixels, self.ids, self.references, self.cfg = captioner, pixels, ids, references, cfg
+        self.word_classes = word_classes  # the task's word -> role table, if it has one
         self.failures: list[str] = []  # injections the captioner refused (one image each), with why
 
     def _batched(self, call: Callable[..., list[str]], rows: list[int], *per_row: list[Any], **kwargs) -> list[str]:
@@ -144,9 +137,15 @@ class Probes:
         if PROBE_INJECTION not in probes:
             report["unavailable"]["injection"] = "no injection probe"
             return
-        pool = ep.content_words(train_captions)
+        classes, source = self.classes(train_captions)
+        slots = {i: ep.role_slots(self.references[i], classes)[: self.cfg["positions"]] for i in self.ids}
+        wrong = {(i, w): ep.draw_role_words(classes, w, self.references[i], self.cfg["wrong_words"],
+                                            self.cfg["seed"], i) for i in self.ids for w in slots[i]}
+        fixed = list(getattr(captioner, "survival_by_construction", ()))
         report["injection_setup"] = {"wrong_words": self.cfg["wrong_words"], "seed": self.cfg["seed"],
-                                     "pool": len(pool), "levels": list(captioner.injection_levels),
+                                     "word_classes": source, "roles": dict(Counter(classes.values())),
+                                     "slots": sum(len(v) for v in slots.values()),
+                                     "levels": list(captioner.injection_levels), "survival_by_construction": fixed,
                                      "settings": [_label(s) for s in captioner.probe_settings]}
         report["injection"], report["injection_summary"] = [], []
         for n, (extra, setting) in enumerate(zip(captioner.probe_settings or [{}], settings, strict=False)):
@@ -154,36 +153,59 @@ class Probes:
             base = bases.get(n) or dict(zip(self.ids, self._batched(captioner.caption, rows, **probe), strict=True))
             for level in captioner.injection_levels or (None,):
                 log(f"errprop: injection, {_label(extra)}, level {level}")
-                curve, summary = self._injection(base, pool, level, probe)
+                records = self._injection(base, slots, wrong, level, probe)
                 tags = {"setting": _label(extra), "level": level}
-                report["injection"] += [{**tags, **row} for row in curve]
-                report["injection_summary"].append({**tags, **summary})
+                report["injection"] += [{**tags, **row} for row in _curve(records)]
+                report["injection_summary"].append({**tags, **self._summary(records, slots, level in fixed)})
         report["injection_setup"]["failures"] = {"count": len(self.failures), "first": self.failures[:3]}
 
-    def _injection(self, base: dict[str, str], pool: list[str], level: float | None,
-                   decoding: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        curve, pooled, pooled_control = [], [], []
-        for k in range(self.cfg["positions"]):
-            rows = [n for n, i in enumerate(self.ids) if len(ep.words(base[i])) > k]
-            if not rows:
-                break
-            originals = [ep.words(base[self.ids[n]]) for n in rows]
-            draws = [ep.draw_wrong_words(pool, o, self.cfg["wrong_words"], self.cfg["seed"],
-                                         f"{self.ids[n]}|{k}") for n, o in zip(rows, originals, strict=True)]
-            wrong = self._inject(rows, base, k, draws, level, decoding)
-            control = self._inject(rows, base, k, [[o[k]] for o in originals], level, decoding)
-            curve.append({"position": k, "images": len(rows), "injections": len(wrong),
-                          **_effects(wrong), **{f"control_{key}": v for key, v in _effects(control).items()},
-                          "quality": quality_drop(self.references, _pairs(wrong), self.cfg["n_resamples"])})
-            pooled += wrong
-            pooled_control += control
-        summary: dict[str, Any] = {"injections": len(pooled)}
-        if pooled:
-            summary.update({**_effects(pooled), **{f"control_{key}": v for key, v in _effects(pooled_control).items()},
-                            "quality": quality_drop(self.references, _pairs(pooled), self.cfg["n_resamples"]),
-                            "control_quality": quality_drop(self.references, _pairs(pooled_control),
-                                                            self.cfg["n_resamples"])})
-        return curve, summary
+    def classes(self, train_captions: list[str]) -> tuple[dict[str, str], str]:
+        """The word-class table of the wrong words and where it comes from."""
+        table = self.word_classes() if self.word_classes else None
+        if table:
+            return dict(table), "the task's word_classes()"
+        return ep.noun_table(train_captions), "nouns of the training captions (noun_table)"
+
+    def _injection(self, base: dict[str, str], slots: dict[str, list[str]], wrong: dict[tuple[str, str], list[str]],
+                   level: Any, decoding: dict[str, Any]) -> list[dict[str, Any]]:
+        """One record per injection at a covered slot, with its control and substitution."""
+        plan = []  # (row, k, slot word, wrong words): k is the slot word's first occurrence in the caption
+        for n, i in enumerate(self.ids):
+            original = ep.words(base[i])
+            plan += [(n, original.index(w), w, wrong[(i, w)]) for w in slots[i] if w in original and wrong[(i, w)]]
+        records = []
+        for k in sorted({p[1] for p in plan}):
+            chosen = [p for p in plan if p[1] == k]  # one slot per image at a given k (slots are distinct words)
+            rows = [p[0] for p in chosen]
+            controls = {r["image_id"]: r for r in self._inject(rows, base, k, [[p[2]] for p in chosen], level, decoding)}
+            for r in self._inject(rows, base, k, [p[3] for p in chosen], level, decoding):
+                control = controls.get(r["image_id"])
+                if control is None:
+                    continue  # no control to subtract: the injection is not counted
+                original = ep.words(r["before"])
+                records.append({**r, "position": k, "slot": original[k],
+                                "substituted": " ".join(ep.substituted(original, k, r["word"])),
+                                "control": control["after"], "control_changed_before": control["changed_before"],
+                                "control_changed_after": control["changed_after"],
+                                "control_survived": control["survived"]})
+        return records
+
+    def _summary(self, records: list[dict[str, Any]], slots: dict[str, list[str]], fixed: bool) -> dict[str, Any]:
+        covered = {(r["image_id"], r["slot"]) for r in records}
+        out: dict[str, Any] = {"injections": len(records), "slots": sum(len(v) for v in slots.values()),
+                               "slots_covered": len(covered), "images": len({r["image_id"] for r in records}),
+                               "survival_fixed": fixed}
+        if not records:
+            return out
+        out.update(_effects(records))
+        survived = [r for r in records if r["survived"]]
+        out["survival"] = None if fixed else len(survived) / len(records)
+        out["changed_given_survived"] = _mean([r["changed_before"] + r["changed_after"] - r["control_changed_before"]
+                                               - r["control_changed_after"] for r in survived])
+        units = [(r["image_id"], r["before"], r["after"], r["substituted"], r["control"]) for r in records]
+        out["quality"] = ep.propagation_quality(self.references, units, self.cfg["n_resamples"], self.cfg["seed"],
+                                                images=self.ids)
+        return out
 
     def _inject(self, rows: list[int], base: dict[str, str], k: int, draws: list[list[str]],
                 level: float | None, decoding: dict[str, Any]) -> list[dict[str, Any]]:
@@ -220,15 +242,29 @@ class Probes:
             return out
 
 
-def _effects(records: list[dict[str, Any]]) -> dict[str, float]:
-    n = max(1, len(records))
-    return {"changed_before": sum(r["changed_before"] for r in records) / n,
-            "changed_after": sum(r["changed_after"] for r in records) / n,
-            "survival": sum(r["survived"] for r in records) / n}
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
-def _pairs(records: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return [(r["image_id"], r["before"], r["after"]) for r in records]
+def _effects(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean change counts per injection, raw, of the control, and net (each injection less its control)."""
+    out: dict[str, Any] = {}
+    for side in ("changed_before", "changed_after"):
+        out[side] = _mean([r[side] for r in records])
+        out[f"control_{side}"] = _mean([r[f"control_{side}"] for r in records])
+        out[f"net_{side}"] = _mean([r[side] - r[f"control_{side}"] for r in records])
+    out["control_survival"] = _mean([float(r["control_survived"]) for r in records])
+    return out
+
+
+def _curve(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per injected word position k: how many, and the change counts (quality is in the summary)."""
+    rows = []
+    for k in sorted({r["position"] for r in records}):
+        at = [r for r in records if r["position"] == k]
+        rows.append({"position": k, "images": len({r["image_id"] for r in at}), "injections": len(at),
+                     "survival": _mean([float(r["survived"]) for r in at]), **_effects(at)})
+    return rows
 
 
 def _label(setting: dict[str, Any]) -> str:
@@ -245,10 +281,11 @@ def _headline(report: dict[str, Any]) -> dict[str, float]:
         if not row.get("injections"):
             continue
         tag = f"injection/{row['setting']}" + ("" if row["level"] is None else f"/level_{row['level']}")
-        for key in ("changed_before", "changed_after", "survival", "control_changed_before",
-                    "control_changed_after", "control_survival"):
-            out[f"{tag}/{key}"] = row[key]
+        for key in ("changed_before", "changed_after", "net_changed_before", "net_changed_after",
+                    "control_changed_before", "control_changed_after", "survival", "changed_given_survived"):
+            if row.get(key) is not None:
+                out[f"{tag}/{key}"] = row[key]
         for metric in QUALITY:
-            out[f"{tag}/{metric}_drop"] = row["quality"][metric]["drop"]
-            out[f"{tag}/control_{metric}_drop"] = row["control_quality"][metric]["drop"]
+            for key in ("drop", "substitution_drop", "control_drop", "propagation"):
+                out[f"{tag}/{metric}_{key}"] = row["quality"][metric][key]["value"]
     return out

@@ -61,7 +61,8 @@ def _split(entries: list[Entry]) -> str:
 
 
 def _report_md(suite: str, task: str, main_md: str, latency_md: str | None, figures: list[Path],
-               split: str, errprop_md: str | None = None, verdict_md: str | None = None) -> str:
+               split: str, errprop_md: str | None = None, verdict_md: str | None = None,
+               diversity_md: str | None = None) -> str:
     parts = [f"# {suite}: {task}\n"]
     if verdict_md:
         parts += ["## Verdict per axis (paradigms compared)\n", verdict_md]
@@ -70,6 +71,8 @@ def _report_md(suite: str, task: str, main_md: str, latency_md: str | None, figu
         parts += ["## Latency\n", latency_md]
     if errprop_md:
         parts += ["## Error propagation\n", errprop_md]
+    if diversity_md:
+        parts += ["## Diversity at matched quality\n", diversity_md]
     pngs = [p for p in figures if p.suffix == ".png"]
     if pngs:
         parts.append("## Figures\n")
@@ -92,6 +95,22 @@ def _errprop_tables(entries: list[Entry], task: str, formats: Sequence[str], out
                 "tex": lambda: errprop_latex(entries, f"Error propagation on {task}.", f"tab:{task}-errprop")}[fmt]()
         if text:
             written.append(_write(out / f"{task}-errprop.{fmt}", text))
+    return md
+
+
+def _diversity_tables(entries: list[Entry], task: str, formats: Sequence[str], out: Path,
+                      written: list[Path]) -> str | None:
+    """Write <task>-diversity.{md,csv} when any model sampled; returns the Markdown."""
+    from bench.report.diversity import diversity_csv, diversity_markdown, matched
+
+    found = matched(entries)
+    md = diversity_markdown(entries, found)
+    if md is None:
+        return None
+    for fmt in formats:
+        text = {"md": lambda: md, "csv": lambda: diversity_csv(entries, found)}.get(fmt, lambda: None)()
+        if text:
+            written.append(_write(out / f"{task}-diversity.{fmt}", text))
     return md
 
 
@@ -153,6 +172,7 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
                 else:
                     written.append(_write(out / f"{t}-latency.csv", latency_csv(lat, prov)))
         errprop_md = _errprop_tables(mine, t, formats, out, written)
+        diversity_md = _diversity_tables(mine, t, formats, out, written)
         figs = make_figures(mine, styles, out / "figures", prefix=f"{t}-") if figures else []
         written += figs
         judged = [e for e in mine if verdict_models is None or e.label in verdict_models]
@@ -162,7 +182,8 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
         other = extra_markdown(mine)
         quality_md = main_md + (f"\n### Other metrics\n\n{other}" if other else "")
         written.append(_write(out / f"{t}-report.md",
-                              _report_md(suite_dir.name, t, quality_md, lat_md, figs, split, errprop_md, verdict_md)))
+                              _report_md(suite_dir.name, t, quality_md, lat_md, figs, split, errprop_md, verdict_md,
+                                         diversity_md)))
         from bench.results import write_json
 
         write_json(out / f"{t}-provenance.json", prov.to_dict())

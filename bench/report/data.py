@@ -37,6 +37,7 @@ class Run:
     sweep: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, Any] | None = None
     errprop: dict[str, Any] | None = None
+    diversity: dict[str, Any] | None = None  # diversity.json (its sweeps' per-image values: matched quality)
     finished: float | None = None  # POSIX time the job ended (from its own files, never the clock)
     job: dict[str, Any] = field(default_factory=dict)  # job.json: the job's settings and weights
 
@@ -50,6 +51,7 @@ class Run:
             finished = (job_dir / files.RESULT).stat().st_mtime
         return cls(result=result, scores=_read(job_dir / files.SCORES), sweep=_read(job_dir / files.SWEEP) or [],
                    latency=_read(job_dir / files.LATENCY), errprop=_read(job_dir / files.ERRPROP),
+                   diversity=_read(job_dir / files.DIVERSITY),
                    finished=finished, job=_read(job_dir / files.JOB) or {})
 
     def corpus(self, metric: str) -> float | None:

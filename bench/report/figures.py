@@ -409,7 +409,8 @@ def _diversity_points(entries: list[Entry]) -> dict[tuple[str, str], tuple[float
 def quality_vs_diversity(entries: list[Entry], styles: dict[str, Style]):
     """Quality of k sampled captions against their diversity: one point per model and sampling method
     (diffusion: noise seeds; autoregressive: nucleus, top-k beams), mean-of-k CIDEr filled, best-of-k
-    (oracle) open on the same vertical, the method named beside it."""
+    (oracle) open on the same vertical, the method named beside it; a dotted line per method through
+    its temperature sweep's mean-of-k points (the curve on which bench/report/diversity.py matches)."""
     from matplotlib.lines import Line2D
 
     points = _diversity_points(entries)
@@ -431,6 +432,14 @@ def quality_vs_diversity(entries: list[Entry], styles: dict[str, Style]):
         ax.annotate(method, (x, mean), xytext=(3, -3 - 7 * crowded), textcoords="offset points",
                     fontsize=6, color=st.colour, va="top")
         placed.append((x, mean))
+    for e in entries:  # each method's temperature curve (seed-0-style: the first run that swept)
+        run = next((r for r in e.runs if (r.result.get("diversity") or {}).get("curves")), None)
+        for curve in ((run.result["diversity"]["curves"] if run else {}) or {}).values():
+            on = sorted((p for p in curve if p.get("temperature") is not None and p.get("top_p") == next(
+                (q.get("top_p") for q in curve if q.get("default")), None)), key=lambda p: p["temperature"])
+            if len(on) > 1:
+                ax.plot([p["self_cider"] for p in on], [100 * p["cider_mean_of_k"] for p in on],
+                        color=styles[e.label].colour, linewidth=0.8, linestyle=":", zorder=1)
     ax.set(xlabel="Self-CIDEr (diversity, 0 to 1)", ylabel="CIDEr (x100) of the k samples")
     ax.set_xlim(-0.05, 1.05)
     handles = [Line2D([], [], color=styles[m].colour, marker=styles[m].marker, markeredgewidth=0,

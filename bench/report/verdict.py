@@ -10,16 +10,17 @@ each paradigm on that axis (a paper compares the best of each family). Axes:
   CIDEr that every compared model reaches somewhere on its steps / beams sweep (or at its default
   decoding when it swept nothing); the lowest latency among a model's settings that reach it, mean over
   seeds. Reported as the ratio A / B; timings are not resampled, so there is no interval or p-value.
-- diversity (when the models sampled): the paired tests of per-image Div-1, Div-2, mBLEU-4 and
-  Self-CIDEr from comparisons.json, as for quality; "more diverse" instead of "ahead".
-- error propagation: the headline numbers the errprop phase records (lower is better: words changed
-  after an injected error, repetition rate), mean over seeds, difference only: no per-image record to
-  test, so no verdict is claimed.
+- diversity (when the models sampled): per pair of learned models of different paradigms, Div-1,
+  Div-2, mBLEU-4 and Self-CIDEr at matched mean-of-k CIDEr (the middle of the range both curves
+  reach, bench/report/diversity.py), A - B with an unadjusted interval over images.
+- error propagation: per learned model and injection level (default probe setting), the CIDEr lost
+  beyond the substituted word with the right-word control subtracted (bench/report/errprop.py), with
+  its interval over images and seeds; no best model is picked, and an interval containing 0 is
+  reported as no evidence. The repetition rate of every model (raw output), descriptive.
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +28,7 @@ from typing import Any
 from bench.report.data import METRICS, Entry
 
 ALPHA = 0.05
-#: errprop headline numbers (result.json metrics), each lower-is-better, with the axis name printed.
-#: result.json headline -> verdict axis; lower is better for each. Injection quantities are those of the
-#: default decoding ("injection/default/..."), averaged over a model's injection levels when it has several.
-ERRPROP = {"changed_after": "error propagation: words changed after an injected wrong word",
-           "survival": "error propagation: share of injected wrong words left in the caption",
-           "CIDEr_drop": "error propagation: CIDEr drop from one injected wrong word",
-           "repetition_rate": "error propagation: repetition rate (raw output)"}
+ERRPROP_AXIS = "error propagation: CIDEr lost beyond the substituted word (x100, control subtracted)"
 NO_TEST = "not tested"
 DIVERSITY_NAMES = {"div1": "Div-1 (higher: more diverse)", "div2": "Div-2 (higher: more diverse)",
                    "mbleu4": "mBLEU-4 (lower: more diverse)", "self_cider": "Self-CIDEr (higher: more diverse)"}
@@ -79,7 +74,8 @@ def quality_rows(tests: list[dict[str, Any]], groups: dict[str, list[Entry]], ta
     """Tested axes (quality metrics, then diversity) from comparisons.json's paradigm tests."""
     rows = []
     paradigms = list(groups)
-    mine = [t for t in tests if t.get("task") == task and t.get("kind") == "paradigm"]
+    mine = [t for t in tests if t.get("task") == task and t.get("kind") == "paradigm"
+            and not t["metric"].startswith("diversity ")]  # diversity: at matched quality (diversity_rows)
     metrics = [m for m in METRICS if any(t["metric"] == m for t in mine)]
     metrics += [m for m in dict.fromkeys(t["metric"] for t in mine) if m not in metrics]
     for metric in metrics:
@@ -146,39 +142,73 @@ def latency_row(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
     return rows
 
 
-def _headline(e: Entry, key: str) -> float | None:
-    """Mean of a result.json metric over the seeds that measured it (a suite may run a probe phase on
-    some seeds only); an injection quantity is the default decoding's, averaged over injection levels.
-    None when no seed has it."""
-    pattern = re.compile(rf"injection/default/(level_[^/]+/)?{re.escape(key)}$")
-    values = []
-    for run in e.runs:
-        metrics = run.result.get("metrics", {})
-        if isinstance(metrics.get(key), int | float):
-            values.append(float(metrics[key]))
-            continue
-        levels = [float(v) for k, v in metrics.items() if pattern.match(k) and isinstance(v, int | float)]
-        if levels:
-            values.append(statistics.fmean(levels))
-    return statistics.fmean(values) if values else None
+def diversity_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
+    """Per pair of learned models of different paradigms and per measure: the measure at the middle of
+    the mean-of-k CIDEr range both models' curves reach (bench/report/diversity.py), A - B with its
+    interval over images (unadjusted, not part of the Holm family); a pair without a common range says so."""
+    from bench.report.diversity import MORE_DIVERSE_HIGHER, matched
 
-
-def descriptive_rows(groups: dict[str, list[Entry]], keys: dict[str, str], lower_better: bool) -> list[VerdictRow]:
+    paradigm = {e.label: p for p, g in groups.items() for e in g}
     rows = []
-    paradigms = list(groups)
-    for key, axis in keys.items():
-        best: dict[str, tuple[float, str]] = {}
-        for p in paradigms:
-            values = [(v, e.label) for e in groups[p] if (v := _headline(e, key)) is not None]
-            if values:
-                best[p] = min(values) if lower_better else max(values)
-        present = [p for p in paradigms if p in best]
-        for n, pa in enumerate(present):
-            for pb in present[n + 1:]:
-                (va, la), (vb, lb) = best[pa], best[pb]
-                rows.append(VerdictRow(axis, _side(pa, f"{la} {va:.3g}"), _side(pb, f"{lb} {vb:.3g}"),
-                                       f"{va - vb:+.3g}", "–", "–", f"{NO_TEST} (no per-image record)"))
+    for r in matched([e for g in groups.values() for e in g]):
+        pa, pb = paradigm[r["a"].label], paradigm[r["b"].label]
+        if pa == pb:
+            continue
+        axis = f"diversity at matched mean-of-k CIDEr: {DIVERSITY_NAMES[r['measure']]}"
+        if not r["reachable"]:
+            rows.append(VerdictRow(axis, _side(pa, r["a"].label), _side(pb, r["b"].label), "–", "–", "–",
+                                   f"{NO_TEST}: no common quality (CIDEr x100: A {100 * r['range_a'][0]:.1f}-"
+                                   f"{100 * r['range_a'][1]:.1f}, B {100 * r['range_b'][0]:.1f}-{100 * r['range_b'][1]:.1f})"))
+            continue
+        t = r["targets"][len(r["targets"]) // 2]
+        if t["low"] > 0 or t["high"] < 0:
+            ahead = pa if (t["delta"] > 0) == MORE_DIVERSE_HIGHER[r["measure"]] else pb
+            verdict = f"{ahead} more diverse (unadjusted interval)"
+        else:
+            verdict = "no difference shown (interval contains 0)"
+        sa, sb = r["seeds"]  # the seed whose diversity phase ran (a suite may run it on one seed only)
+        rows.append(VerdictRow(f"{axis} {100 * t['quality']:.1f}", _side(pa, f"{r['a'].label} {t['a']:.3f} (seed {sa})"),
+                               _side(pb, f"{r['b'].label} {t['b']:.3f} (seed {sb})"), f"{t['delta']:+.3f}",
+                               f"[{t['low']:+.3f}, {t['high']:+.3f}]", "–", verdict))
     return rows
+
+
+def errprop_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
+    """Per learned model and injection level (default probe setting): the CIDEr its continuation loses
+    beyond the substituted word, control subtracted, with the image (and seed) interval. No best model
+    is picked: each stands alone, and an interval containing 0 is no evidence either way. Then the
+    repetition rate of every model on one row per pair of paradigms."""
+    from bench.report.errprop import combine, level_label
+
+    rows = []
+    for paradigm, entries in groups.items():
+        for e in entries:
+            by_level: dict[Any, list[dict[str, Any]]] = {}
+            seeds = " ".join(str(run.result.get("seed", 0)) for run in e.runs if run.errprop)
+            for run in e.runs:
+                for row in (run.errprop or {}).get("injection_summary", []):
+                    if row.get("setting") == "default" and "slots_covered" in row and "quality" in row:
+                        by_level.setdefault(row["level"], []).append(row["quality"]["CIDEr"]["propagation"])
+            for level, parts in by_level.items():
+                point, low, high = combine(parts)
+                verdict = ("no evidence either way (interval contains 0)" if not low > 0 and not high < 0 else
+                           "propagates: loses more than the substituted word" if low > 0 else
+                           "repairs: loses less than the substituted word")
+                interval = "–" if low != low else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+                rows.append(VerdictRow(ERRPROP_AXIS, _side(paradigm, f"{e.label} ({level_label(level)}; seeds {seeds})"), "–",
+                                       f"{100 * point:+.1f}", interval, "–", f"{NO_TEST}: {verdict}"))
+    rates = {p: [f"{e.label} {100 * v:.1f}%" for e in g if (v := _repetition(e)) is not None] for p, g in groups.items()}
+    present = [p for p in groups if rates[p]]
+    for n, pa in enumerate(present):
+        for pb in present[n + 1:]:
+            rows.append(VerdictRow("repetition rate (raw output), every model", _side(pa, ", ".join(rates[pa])),
+                                   _side(pb, ", ".join(rates[pb])), "–", "–", "–", f"{NO_TEST} (descriptive)"))
+    return rows
+
+
+def _repetition(e: Entry) -> float | None:
+    values = [run.errprop["repetition_rate"] for run in e.runs if (run.errprop or {}).get("repetition_rate") is not None]
+    return statistics.fmean(values) if values else None
 
 
 def verdict_rows(entries: list[Entry], comparisons: dict[str, Any] | None, task: str) -> list[VerdictRow]:
@@ -187,8 +217,9 @@ def verdict_rows(entries: list[Entry], comparisons: dict[str, Any] | None, task:
     if len(groups) < 2:
         return []
     rows = quality_rows((comparisons or {}).get("tests", []), groups, task)
+    rows += diversity_rows(groups)
     rows += latency_row(groups)
-    rows += descriptive_rows(groups, ERRPROP, lower_better=True)
+    rows += errprop_rows(groups)
     return rows
 
 
@@ -198,7 +229,7 @@ def verdict_note(comparisons: dict[str, Any] | None) -> str:
     return (f"Each side: the best learned model of that paradigm on the axis. Quality: A - B x100, 95% interval "
             f"and p from the {method}" + (f" ({n} resamples)" if n else "") + f"; significant at {ALPHA}. Latency "
             "at equal quality: lowest batch-1 latency reaching the highest CIDEr every model reaches on its "
-            "sweep. Diversity: A - B of the per-image measure. Error propagation: the default decoding, averaged over injection levels and over the seeds that ran the probes; descriptive only.")
+            "sweep. Diversity: A - B at the same mean-of-k CIDEr (x100, in the axis) on each model's temperature curve, unadjusted 95% interval over images. Error propagation: each model and level on its own (default probe setting), drop beyond the substituted word net of the right-word control, 95% interval over images and seeds; descriptive.")
 
 
 # ---------------------------------------------------------------- renderers
