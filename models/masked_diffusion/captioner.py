@@ -80,6 +80,9 @@ class MaskedDiffusionCaptioner(Captioner):
     #: None: at the step that commits the slot (the analogue of "when generated"); a fraction f: at
     #: f of the steps of the slot's own block (so a level never lands after that block is finished).
     injection_levels: tuple[float | None, ...] = (None, 0.2, 0.5, 0.8)  # type: ignore[assignment]
+    #: an injected token is committed and committed tokens are never re-masked, so the wrong word
+    #: survives at every level by construction: errprop does not report its survival as a finding.
+    survival_by_construction = injection_levels
     #: ancestral: random remasking, MDLM's sampler (first: the model's own sampling, the diversity
     #: phase's headline); seeds: low-confidence remasking with Gumbel noise.
     sampling_methods = ("ancestral", "seeds")
