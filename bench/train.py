@@ -49,6 +49,11 @@ from bench.api import Captioner, Sample
 from bench.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"  # the one before the last: the fallback if the last is damaged
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used (damaged, truncated, or holding more than tensors)."""
 
 
 @dataclass
@@ -176,15 +181,25 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Every global random state training draws from (restored by `set_rng_state`)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Every global random state training draws from (restored by `set_rng_state`).
+
+    Tensors and plain lists only, so a checkpoint loads with `torch.load(weights_only=True)`: numpy's
+    key array becomes an int64 tensor, python's state tuple a list.
+    """
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(internal), gauss_next],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if state["cuda"] and torch.cuda.is_available():
         if len(state["cuda"]) != torch.cuda.device_count():
             raise RuntimeError(f"checkpoint holds the random state of {len(state['cuda'])} CUDA device(s), "
@@ -203,7 +218,11 @@ def _restore_rng(state: dict[str, Any], workdir: Path, rank: int, seed: int, epo
         set_rng_state(state["rng"])
         return
     path = _rank_rng_path(workdir, rank)
-    saved = torch.load(path, weights_only=False) if path.is_file() else None
+    try:
+        saved = load_checkpoint(path, torch.device("cpu"), ("epochs_done", "rng")) if path.is_file() else None
+    except CheckpointError as err:
+        log(f"rank {rank}: {err}")
+        saved = None
     if saved is not None and saved["epochs_done"] == epochs_done:
         set_rng_state(saved["rng"])
     else:  # deterministic, though not the uninterrupted run's draws
@@ -239,10 +258,72 @@ def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def _atomic_save(obj: Any, path: Path, keep: Path | None = None) -> None:
+    """Write `path` through a temporary file (removed if the write fails); the file it replaces becomes
+    `keep` when given (the fallback if the new one is later found damaged)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+    try:
+        torch.save(obj, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if keep is not None and path.is_file():
+        os.replace(path, keep)
     os.replace(tmp, path)
+
+
+_CHECKPOINT_KEYS = ("module", "optimizer", "scheduler", "report", "rng")
+
+
+def load_checkpoint(path: Path, device: torch.device, keys: Sequence[str] = _CHECKPOINT_KEYS) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` (tensors and plain values: no code in the file runs).
+
+    Raises CheckpointError naming the file: refused (it holds other Python objects), unreadable
+    (truncated, damaged), or lacking one of `keys`.
+    """
+    import pickle
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[-1][:200]
+        raise CheckpointError(f"checkpoint {path} refused: it holds Python objects other than tensors and "
+                              f"plain values, which could run code; it was not loaded ({first})") from None
+    except Exception as err:  # noqa: BLE001 - torch reports a truncated zip as RuntimeError, others vary
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or damaged): "
+                              f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}: not a checkpoint of this loop")
+    return state
+
+
+def _resume_state(workdir: Path, device: torch.device, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The newest usable checkpoint in `workdir` (the last, else the one before), or None: train afresh.
+
+    A file that cannot be used is named in the log and moved aside to `<name>.bad`, so a rerun does not
+    trip on it again and it stays for a look.
+    """
+    damaged = False
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = workdir / name
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path, device)
+        except CheckpointError as err:
+            damaged = True
+            bad = path.with_name(path.name + ".bad")
+            os.replace(path, bad)
+            log(f"{err}; moved to {bad.name}")
+            continue
+        if name != CHECKPOINT:  # the fallback becomes the checkpoint every rank (and a rerun) resumes from
+            os.replace(path, workdir / CHECKPOINT)
+            log(f"falling back to the previous checkpoint ({name}, epoch {state['report']['epochs_done']})")
+        return state
+    if damaged:
+        log("no usable checkpoint left: training restarts from epoch 0")
+    return None
 
 
 def train(
@@ -276,8 +357,10 @@ def train(
 
     report = TrainReport(0, 0, 0.0, 0)
     ckpt_path = workdir / CHECKPOINT
-    if distributed.broadcast(ckpt_path.is_file()):  # rank 0 decides: every rank resumes, or none
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    state = _resume_state(workdir, device, log) if rank == 0 else None
+    if distributed.broadcast(state is not None):  # rank 0 decides: every rank resumes, or none
+        if state is None:  # another rank: rank 0 found a usable checkpoint and promoted it to ckpt_path
+            state = load_checkpoint(ckpt_path, device)
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -364,7 +447,8 @@ def train(
         if rank == 0:
             _atomic_save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "report": report.to_dict(), "rng": rng_state(),
-                          "scaler": scaler.state_dict() if scaler is not None else None}, ckpt_path)
+                          "scaler": scaler.state_dict() if scaler is not None else None}, ckpt_path,
+                         keep=workdir / PREVIOUS_CHECKPOINT)
             log(f"checkpoint written: epoch {report.epochs_done} ({ckpt_path.name})")
         else:
             _atomic_save({"epochs_done": report.epochs_done, "rng": rng_state()}, _rank_rng_path(workdir, rank))
