@@ -20,7 +20,9 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +63,45 @@ def finished(job_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         result = read_json(path)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
-    return result if result.get("status") == "ok" else None
+    return result if isinstance(result, dict) and result.get("status") == "ok" else None
 
 
-def collect(suite_dir: Path, keys: set[str] | None = None) -> list[dict[str, Any]]:
-    """Every result.json under a suite folder (optionally only those of the given job keys)."""
+def collect(suite_dir: Path, keys: set[str] | None = None,
+            on_damaged: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Every result.json under a suite folder (optionally only those of the given job keys).
+
+    An unreadable one (truncated, not JSON, not an object) is a damaged job: it is left out and named
+    through `on_damaged` (default: a warning on stderr); `bench run` redoes it (`finished` is None).
+    """
     rows = []
     for path in sorted(suite_dir.glob(f"*/{RESULT}")):
-        result = read_json(path)
+        result = read_result(path, on_damaged or _warn)
+        if result is None:
+            continue
         if keys is None or result.get("key") in keys:
             rows.append(result)
     return rows
+
+
+def read_result(path: Path, on_damaged: Callable[[str], None]) -> dict[str, Any] | None:
+    """A result.json's dict, or None after naming it through `on_damaged` when it cannot be read."""
+    try:
+        result = read_json(path)
+    except (OSError, ValueError) as err:
+        problem = f"{type(err).__name__}: {err}"
+    else:
+        if isinstance(result, dict):
+            return result
+        problem = f"holds a {type(result).__name__}, not an object"
+    on_damaged(f"{path} is unreadable ({problem}): a damaged job, left out here and redone by the next "
+               f"`bench run`")
+    return None
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

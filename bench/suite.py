@@ -13,7 +13,7 @@ from bench import files
 from bench.config import BenchConfig, ConfigError
 from bench.lock import suite_lock
 from bench.plan import Job, plan_suite
-from bench.results import RESULT, collect, finished, read_json, write_summary
+from bench.results import RESULT, collect, finished, read_json, read_result, write_summary
 from bench.tracking import Tracker, make_tracker
 
 
@@ -65,7 +65,8 @@ def plan_absolute(cfg: BenchConfig, suite_name: str, only: list[str] | None = No
 def _suite_results(suite_dir: Path, every: list[Job], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Every result of the suite's plan on disk, overlaid with those this run knows (a dead worker's
     failed row exists only in memory), in plan order."""
-    by_id = {r.get("job_id"): r for r in collect(suite_dir, {j.key for j in every})}
+    quiet = lambda _: None  # noqa: E731 - damaged jobs are named once, when the run starts
+    by_id = {r.get("job_id"): r for r in collect(suite_dir, {j.key for j in every}, quiet)}
     by_id.update({r.get("job_id"): r for r in known.values()})
     return [by_id[j.job_id] for j in every if j.job_id in by_id]
 
@@ -98,6 +99,8 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
     todo: list[Job] = []
     for job in jobs:
         previous = None if force else finished(job.dir)
+        if previous is None and not force and (job.dir / RESULT).is_file():
+            read_result(job.dir / RESULT, echo)  # names a damaged one; it is redone like an unfinished job
         if previous is not None:
             results[job.key] = previous
             tracker.log_job(job, previous, cached=True)
