@@ -264,7 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bench.errors import USER_ERRORS
     from bench.lock import SuiteBusy
+    from bench.signals import handle_sigterm
 
+    handle_sigterm()  # a scheduler's SIGTERM stops a command as Ctrl-C does (bench/signals.py)
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as err:
@@ -273,9 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SuiteBusy as err:  # not a config error: the same command works once the other run ends
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        from bench.signals import exit_code
+
         print("interrupted", file=sys.stderr)
-        return 130
+        return exit_code(err)
 
 
 if __name__ == "__main__":

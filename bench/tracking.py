@@ -133,6 +133,7 @@ class MlflowTracker:
         self.experiment_template = config.experiment
         self.artifact_root = (results_dir / "mlartifacts").resolve()
         self.parent_id: str | None = None
+        self.results_dir = str(results_dir.resolve())
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
 
@@ -149,10 +150,24 @@ class MlflowTracker:
         invocation = {k: v for k, v in (invocation or {}).items() if v}
         words = [time.strftime("%Y-%m-%d %H:%M:%S")] + [f"{k}={v}" if v != "true" else k
                                                          for k, v in invocation.items()]
-        tags = {"bench.suite": suite, "bench.kind": "suite", **{f"bench.{k}": v for k, v in invocation.items()}}
+        tags = {"bench.suite": suite, "bench.kind": "suite", "bench.results_dir": self.results_dir,
+                **{f"bench.{k}": v for k, v in invocation.items()}}
+        self._close_abandoned(suite)
         run = self.client.create_run(self.experiment_id, run_name=" ".join([suite, *words]), tags=tags)
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, flatten("", params, {}))
+
+    def _close_abandoned(self, suite: str) -> None:
+        """Mark KILLED the parent runs of this suite and results folder still RUNNING: their driver died
+        (SIGKILL, a second Ctrl-C, a lost node). The caller holds the suite folder's lock, so no live
+        driver can own one. Runs of another results folder sharing the store are left alone."""
+        running = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`bench.kind` = 'suite' AND tags.`bench.suite` = '{suite}' "
+                                                f"AND attributes.status = 'RUNNING'")
+        for run in running:
+            if run.data.tags.get("bench.results_dir", self.results_dir) == self.results_dir:
+                self.client.set_tag(run.info.run_id, "bench.closed", "driver gone; closed by a later invocation")
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
     def _experiment(self, name: str, suite: str) -> str:
         experiment = self.client.get_experiment_by_name(name)

@@ -57,6 +57,9 @@ class RayExecutor:
                 include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
                 runtime_env={"env_vars": self.env} if self.env else None,
             )
+            from bench.signals import handle_sigterm
+
+            handle_sigterm()  # ray.init made SIGTERM a sys.exit: make it a clean stop again
         return ray.cluster_resources()
 
     def check_resources(self, jobs: list[Job], total: dict[str, float],
