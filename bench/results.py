@@ -39,8 +39,13 @@ def write_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        from bench.space import no_space, space_error
+
+        full = space_error(err)
+        if full is not None:
+            raise no_space(full, path, len(text.encode())) from err
         raise
 
 

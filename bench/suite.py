@@ -115,22 +115,32 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
         results[job.key] = result
-        write_summary(suite_dir, _suite_results(suite_dir, every, results))
+        try:
+            write_summary(suite_dir, _suite_results(suite_dir, every, results))
+        except OSError as err:  # a full disk: the next job may still fit, and the summary is rewritten
+            echo(f"warning: summary not written: {err}")
         state = str(result.get("status", "failed"))
         mark = "ok" if state == "ok" else f"{state.upper()} ({result.get('error', '')[:200]})"
         echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
         tracker.log_job(job, result)
 
+    from bench.signals import second_signal_exits
+
     try:
         make_executor(cfg).run(_longest_first(todo), on_result)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         status = "KILLED"
-        echo("interrupted: completed results are kept; rerun the same command to finish the rest")
+        echo(f"interrupted ({err or 'Ctrl-C'}): completed results are kept; rerun the same command to finish "
+             f"the rest (press Ctrl-C again to exit at once)")
+        with second_signal_exits():
+            _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo)
+            tracker.finish(status)
         raise
     finally:
-        _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo)
-        tracker.finish(status)
+        if status != "KILLED":
+            _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo)
+            tracker.finish(status)
     return [results[j.key] for j in jobs if j.key in results]
 
 

@@ -261,11 +261,17 @@ def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
 def _atomic_save(obj: Any, path: Path, keep: Path | None = None) -> None:
     """Write `path` through a temporary file (removed if the write fails); the file it replaces becomes
     `keep` when given (the fallback if the new one is later found damaged)."""
+    from bench.space import no_space, space_error, tensor_bytes
+
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
-        torch.save(obj, tmp)
-    except BaseException:
+        with tmp.open("wb") as f:  # a file object, so a full disk surfaces as its OSError (errno)
+            torch.save(obj, f)
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        full = space_error(err)
+        if full is not None:
+            raise no_space(full, path, tensor_bytes(obj)) from err
         raise
     if keep is not None and path.is_file():
         os.replace(path, keep)
