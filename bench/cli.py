@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="paper tables and figures of a suite from its result files")
     report.add_argument("--suite", required=True)
     report.add_argument("--format", default="md,tex,csv", help="comma list of md, tex, csv")
+    report.add_argument("--out", help="write the summary and report here (default: the suite's folder and "
+                                      "its report/); for a suite folder you cannot write")
     _add_config_args(report)
 
     data = sub.add_parser("data", help="check or arrange dataset files (coco, flickr30k, Karpathy-format)")
@@ -142,13 +144,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from bench.config import load_config
     from bench.plan import plan_suite
     from bench.results import collect, write_summary
     from bench.validate import validate_suite
 
     cfg = load_config(args.config, args.overrides)
-    validate_suite(cfg, args.suite, data=False)  # a report reads result files, not the dataset
+    validate_suite(cfg, args.suite, data=False, create_results=False)  # reads result files, not the dataset
     suite_dir = cfg.results_dir / args.suite
     keys = {job.key for job in plan_suite(cfg, args.suite)}
     results = collect(suite_dir, keys)
@@ -156,7 +160,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no results for suite {args.suite!r} under {suite_dir}: run `bench run --suite {args.suite}`",
               file=sys.stderr)
         return 1
-    write_summary(suite_dir, results)
+    out = Path(args.out) if args.out else None
+    try:
+        write_summary(out or suite_dir, results)
+    except OSError as err:
+        print(f"error: cannot write the summary under {out or suite_dir}: {err.strerror or err}; pass --out DIR "
+              f"to write the report elsewhere", file=sys.stderr)
+        return 2
     try:
         from bench.compare import compare_suite
 
@@ -167,13 +177,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     try:
-        paths = build_report(suite_dir, results, formats)
+        paths = build_report(suite_dir, results, formats, out_dir=out)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if "md" in formats:
         print(main_table_markdown(paths))
-    print(f"wrote {len(paths)} report file(s) under {suite_dir / 'report'}")
+    print(f"wrote {len(paths)} report file(s) under {out or suite_dir / 'report'}")
     return 0
 
 

@@ -61,7 +61,9 @@ def resolve_uri(uri: str, results_dir: Path) -> str:
         if not path.is_absolute():
             path = Path.cwd() / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
+        # SQLAlchemy reads '?' as the start of options and unquotes '%': quote those (and '#') in the path.
+        quoted = str(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+        return f"sqlite:///{quoted}"
     return uri
 
 
@@ -119,8 +121,9 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
         return
     import fcntl
+    from urllib.parse import unquote
 
-    with open(uri.removeprefix("sqlite:///") + ".lock", "a") as f:
+    with open(unquote(uri.removeprefix("sqlite:///")) + ".lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, or when the holder dies
         yield
 
