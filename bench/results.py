@@ -17,6 +17,7 @@ either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -36,6 +37,7 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; colleagues on a shared folder read per umask
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -47,6 +49,20 @@ def write_atomic(path: Path, text: str) -> None:
         if full is not None:
             raise no_space(full, path, len(text.encode())) from err
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask: from /proc (no change to it), else by setting and restoring it once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, payload: Any) -> None:
