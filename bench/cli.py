@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", default="", help="comma-separated model labels/names to run")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
     run.add_argument("--executor", choices=("ray", "local"), help="override executor.kind")
+    run.add_argument("--verbose", action="store_true",
+                     help="show Ray workers' output on the console (it always goes to each job's log.txt)")
 
     lst = sub.add_parser("list", help="registered captioners, tasks, and the suites of the config")
     lst.add_argument("--config", default="bench.yaml")
@@ -106,6 +108,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.validate import validate_suite
 
     overrides = list(args.overrides)
+    if args.verbose:
+        import os
+
+        os.environ["BENCH_VERBOSE"] = "1"  # read by the Ray executor (bench/executors/ray.py)
     if args.executor:
         overrides.append(f"executor.kind={args.executor}")
     if args.address:

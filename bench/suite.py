@@ -112,6 +112,9 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
          f"{len(todo)} to run ({cfg.executor.kind} executor)")
     started = time.time()
     status = "FAILED"
+    from bench.progress import SuiteProgress
+
+    progress = SuiteProgress(len(todo), echo)  # a live bar on a terminal; each note once per run
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
         results[job.key] = result
@@ -121,7 +124,8 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
             echo(f"warning: summary not written: {err}")
         state = str(result.get("status", "failed"))
         mark = "ok" if state == "ok" else f"{state.upper()} ({result.get('error', '')[:200]})"
-        echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
+        progress.echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
+        progress.job_done(job, result)
         tracker.log_job(job, result)
 
     from bench.signals import second_signal_exits
@@ -130,6 +134,7 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
         make_executor(cfg).run(_longest_first(todo), on_result)
         status = "FINISHED"
     except KeyboardInterrupt as err:
+        progress.close()
         status = "KILLED"
         echo(f"interrupted ({err or 'Ctrl-C'}): completed results are kept; rerun the same command to finish "
              f"the rest (press Ctrl-C again to exit at once)")
@@ -138,6 +143,7 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
             tracker.finish(status)
         raise
     finally:
+        progress.close()
         if status != "KILLED":
             _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo)
             tracker.finish(status)
