@@ -448,7 +448,7 @@ def train(
         report.seconds += time.monotonic() - started
         report.epoch_losses.append(loss_sum / max(1, loss_n))
         log(f"epoch {report.epochs_done}: loss {report.epoch_losses[-1]:.4f} "
-            f"({time.monotonic() - started:.0f}s)")
+            f"({time.monotonic() - started:.0f}s{_time_left(report, cfg)})")
         distributed.broadcast_module(module, buffers_only=True)  # running statistics: rank 0's everywhere
         if rank == 0:
             _atomic_save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
@@ -468,3 +468,16 @@ def _progress(total: int, desc: str, interactive: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _time_left(report: TrainReport, cfg: TrainConfig) -> str:
+    """'; about N s left' from the mean epoch so far and the epochs (or minutes) still to go; '' at the end."""
+    if not report.epochs_done or report.stopped_by == "minutes":
+        return ""
+    per_epoch = report.seconds / report.epochs_done
+    left = per_epoch * max(0.0, cfg.epochs - report.epochs_done) if cfg.epochs else math.inf
+    if cfg.minutes:
+        left = min(left, max(0.0, cfg.minutes * 60 - report.seconds))
+    if left <= 0 or math.isinf(left):
+        return ""
+    return f"; about {left / 60:.1f} min left" if left >= 120 else f"; about {left:.0f}s left"

@@ -84,3 +84,18 @@ def test_ray_worker_lines_go_to_the_job_log_and_to_the_console_only_when_verbose
     (log,) = (load_config(path).results_dir / "mini").glob("constant*/log.txt")
     assert job_line in log.read_text() and job_line not in quiet
     assert job_line in _bench_run(path, "--verbose")
+
+
+def test_training_says_how_long_it_has_left_after_each_epoch(tiny_shapes, tmp_path):
+    from bench.config import TrainConfig
+    from bench.registry import create_captioner
+    from bench.train import train
+
+    samples = tiny_shapes.samples("train")[:6]
+    model = create_captioner("vit-gpt2-tiny")
+    model.prepare(samples)
+    lines: list[str] = []
+    train(model, samples, TrainConfig(epochs=3, batch_size=8), tmp_path, seed=0, log=lines.append)
+    ends = [line for line in lines if line.startswith("epoch ") and ": loss " in line]
+    assert len(ends) == 3
+    assert all("s left)" in line for line in ends[:2]) and "left" not in ends[2], ends
