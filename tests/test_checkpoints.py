@@ -5,9 +5,10 @@ import shutil
 import pytest
 import torch
 
+from bench.checkpoints import CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError, load_checkpoint
 from bench.config import TrainConfig
 from bench.registry import create_captioner
-from bench.train import CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError, load_checkpoint, train
+from bench.train import train
 
 
 class WritesAFile:
