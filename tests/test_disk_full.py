@@ -75,3 +75,26 @@ def test_a_result_file_past_the_space_left_names_its_size_and_path(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
 
 
+
+
+def test_a_full_tmpfs_fails_the_job_that_does_not_fit_and_the_suite_goes_on(write_config, tiny_shapes, tmp_path):
+    """The same on a real full filesystem (ENOSPC): a 400 kB tmpfs as results_dir, where root may mount one."""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        from bench.config import load_config
+        from bench.suite import run_suite
+
+        cfg = load_config(write_config(SUITE), [f"results_dir={disk}"])
+        results = {r["label"]: r for r in run_suite(cfg, "mini", echo=lambda _: None)}
+        assert results["constant"]["status"] == "ok"
+        failed = results["vit-gpt2-tiny"]
+        assert failed["status"] == "failed" and "no space left on device, 0." in failed["error"], failed["error"]
+        assert "MB needed at" in failed["error"] and "No space left on device" in failed["error"]
+        left = [p for p in disk.rglob("*") if p.name.endswith(".tmp") or (p.name.startswith(".") and p.name != ".lock")]
+        assert left == [], left
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
