@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", default="", help="comma-separated model labels/names to run")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)")
     run.add_argument("--executor", choices=("ray", "local"), help="override executor.kind")
+    run.add_argument("--verbose", action="store_true",
+                     help="show Ray workers' output on the console (it always goes to each job's log.txt)")
 
     lst = sub.add_parser("list", help="registered captioners, tasks, and the suites of the config")
     lst.add_argument("--config", default="bench.yaml")
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="paper tables and figures of a suite from its result files")
     report.add_argument("--suite", required=True)
     report.add_argument("--format", default="md,tex,csv", help="comma list of md, tex, csv")
+    report.add_argument("--out", help="write the summary and report here (default: the suite's folder and "
+                                      "its report/); for a suite folder you cannot write")
     _add_config_args(report)
 
     data = sub.add_parser("data", help="check or arrange dataset files (coco, flickr30k, Karpathy-format)")
@@ -124,6 +128,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.validate import validate_suite
 
     overrides = list(args.overrides)
+    if args.verbose:
+        import os
+
+        os.environ["BENCH_VERBOSE"] = "1"  # read by the Ray executor (bench/executors/ray.py)
     if args.executor:
         overrides.append(f"executor.kind={args.executor}")
     if args.address:
@@ -169,13 +177,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from bench.config import load_config
     from bench.plan import plan_suite
     from bench.results import collect, write_summary
     from bench.validate import validate_suite
 
     cfg = load_config(args.config, args.overrides)
-    validate_suite(cfg, args.suite, data=False)  # a report reads result files, not the dataset
+    validate_suite(cfg, args.suite, data=False, create_results=False)  # reads result files, not the dataset
     suite_dir = cfg.results_dir / args.suite
     keys = {job.key for job in plan_suite(cfg, args.suite)}
     from bench.score import scored_results  # caption files scored with `bench score` join as rows
@@ -185,7 +195,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no results for suite {args.suite!r} under {suite_dir}: run `bench run --suite {args.suite}`",
               file=sys.stderr)
         return 1
-    write_summary(suite_dir, results)
+    out = Path(args.out) if args.out else None
+    try:
+        write_summary(out or suite_dir, results)
+    except OSError as err:
+        print(f"error: cannot write the summary under {out or suite_dir}: {err.strerror or err}; pass --out DIR "
+              f"to write the report elsewhere", file=sys.stderr)
+        return 2
     try:
         from bench.compare import compare_suite
 
@@ -196,13 +212,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     try:
-        paths = build_report(suite_dir, results, formats, verdict_models=cfg.suite(args.suite).verdict_models)
+        paths = build_report(suite_dir, results, formats, out_dir=out,
+                             verdict_models=cfg.suite(args.suite).verdict_models)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if "md" in formats:
         print(main_table_markdown(paths))
-    print(f"wrote {len(paths)} report file(s) under {suite_dir / 'report'}")
+    print(f"wrote {len(paths)} report file(s) under {out or suite_dir / 'report'}")
     return 0
 
 
@@ -311,7 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bench.errors import USER_ERRORS
     from bench.lock import SuiteBusy
+    from bench.signals import handle_sigterm
 
+    handle_sigterm()  # a scheduler's SIGTERM stops a command as Ctrl-C does (bench/signals.py)
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as err:
@@ -320,9 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SuiteBusy as err:  # not a config error: the same command works once the other run ends
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        from bench.signals import exit_code
+
         print("interrupted", file=sys.stderr)
-        return 130
+        return exit_code(err)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ dotted key, what was found and what would be accepted.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -334,6 +335,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"--set {text!r}: value is not valid YAML ({err})") from err
+    if re.search(r"\s#", raw) and not (isinstance(value, str) and "#" in value):
+        # YAML read " #..." as a comment, which on a command line is part of the value (a path).
+        if not isinstance(value, str):
+            raise ConfigError(f"--set {text!r}: ' #' would start a YAML comment and drop the rest of the "
+                              f"value; quote the value if the # belongs to it, e.g. {key}='\"...\"'")
+        value = raw.strip()
     return key.strip().split("."), value
 
 

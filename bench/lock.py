@@ -39,9 +39,17 @@ def suite_lock(suite_dir: Path, command: str | None = None) -> Iterator[None]:
     """Hold results/<suite>/.lock while the block runs; raise SuiteBusy at once if another process has it."""
     import fcntl
 
-    suite_dir.mkdir(parents=True, exist_ok=True)
     path = suite_dir / ".lock"
-    with path.open("a+") as f:
+    try:
+        suite_dir.mkdir(parents=True, exist_ok=True)
+        f = path.open("a+")
+    except OSError as err:
+        from bench.config import ConfigError
+
+        raise ConfigError(f"results folder {suite_dir} is not writable ({err.strerror or err}): set results_dir "
+                          f"(--set results_dir=PATH) to a folder you can write; `bench report --out DIR` "
+                          f"reads a read-only one") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -17,10 +17,13 @@ either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +37,32 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; colleagues on a shared folder read per umask
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        from bench.space import no_space, space_error
+
+        full = space_error(err)
+        if full is not None:
+            raise no_space(full, path, len(text.encode())) from err
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask: from /proc (no change to it), else by setting and restoring it once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -61,19 +84,45 @@ def finished(job_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         result = read_json(path)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
-    return result if result.get("status") == "ok" else None
+    return result if isinstance(result, dict) and result.get("status") == "ok" else None
 
 
-def collect(suite_dir: Path, keys: set[str] | None = None) -> list[dict[str, Any]]:
-    """Every result.json under a suite folder (optionally only those of the given job keys)."""
+def collect(suite_dir: Path, keys: set[str] | None = None,
+            on_damaged: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Every result.json under a suite folder (optionally only those of the given job keys).
+
+    An unreadable one (truncated, not JSON, not an object) is a damaged job: it is left out and named
+    through `on_damaged` (default: a warning on stderr); `bench run` redoes it (`finished` is None).
+    """
     rows = []
     for path in sorted(suite_dir.glob(f"*/{RESULT}")):
-        result = read_json(path)
+        result = read_result(path, on_damaged or _warn)
+        if result is None:
+            continue
         if keys is None or result.get("key") in keys:
             rows.append(result)
     return rows
+
+
+def read_result(path: Path, on_damaged: Callable[[str], None]) -> dict[str, Any] | None:
+    """A result.json's dict, or None after naming it through `on_damaged` when it cannot be read."""
+    try:
+        result = read_json(path)
+    except (OSError, ValueError) as err:
+        problem = f"{type(err).__name__}: {err}"
+    else:
+        if isinstance(result, dict):
+            return result
+        problem = f"holds a {type(result).__name__}, not an object"
+    on_damaged(f"{path} is unreadable ({problem}): a damaged job, left out here and redone by the next "
+               f"`bench run`")
+    return None
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

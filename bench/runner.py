@@ -44,8 +44,11 @@ class JobLog:
     def __call__(self, message: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {self.prefix} {message}"
         print(line, flush=True)
-        with self.path.open("a") as f:
-            f.write(line + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(line + "\n")
+        except OSError:  # a full disk must not turn a job's log line into its failure: the console has it
+            pass
 
 
 def pick_device(job: Job) -> str:
@@ -93,17 +96,37 @@ def run_job(job: Job, phases: PhaseRunner | None = None) -> dict[str, Any]:
         if errors:
             result["error"] = "; ".join(f"{name} phase: {e['type']}: {e['message']}" for name, e in errors.items())
     except BaseException as err:  # noqa: BLE001 - a job's failure is data, not a crash of the suite
-        result.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        result.update(status="failed", error=_error_text(err, job), traceback=traceback.format_exc())
         log(f"FAILED: {type(err).__name__}: {err}")
         if isinstance(err, KeyboardInterrupt | SystemExit):
             result["status"] = "interrupted"
             write_json(job.dir / RESULT, {**result, "seconds": time.time() - started})
             raise
     finally:
-        write_json(job.dir / files.SYSTEM_METRICS, earlier.get("system_metrics", []) + monitor.samples)
+        _write_quietly(job.dir / files.SYSTEM_METRICS, earlier.get("system_metrics", []) + monitor.samples, log)
     result["seconds"] = time.time() - started + earlier.get("seconds", 0.0)
-    write_json(job.dir / RESULT, result)
+    _write_quietly(job.dir / RESULT, result, log)  # unwritten, the row still reaches the driver; a rerun redoes it
     return result
+
+
+def _error_text(err: BaseException, job: Job) -> str:
+    """The failed row's error: a full disk says so, with the size needed and the place where known."""
+    from bench.space import NoSpace, no_space, space_error
+
+    full = space_error(err)
+    if full is None:
+        return f"{type(err).__name__}: {err}"
+    if not isinstance(full, NoSpace):
+        full = no_space(full, full.filename or job.dir, None)
+    return f"NoSpace: {full}"
+
+
+def _write_quietly(path, payload: Any, log: Callable[[str], None]) -> None:
+    """Write a job file; a failure (a full disk) is logged, never raised out of the job."""
+    try:
+        write_json(path, payload)
+    except OSError as err:
+        log(f"could not write {path.name}: {err}")
 
 
 def _partial(job: Job) -> dict[str, Any]:

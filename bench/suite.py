@@ -13,7 +13,7 @@ from bench import files
 from bench.config import BenchConfig, ConfigError
 from bench.lock import suite_lock
 from bench.plan import Job, plan_suite
-from bench.results import RESULT, collect, finished, read_json, write_summary
+from bench.results import RESULT, collect, finished, read_json, read_result, write_summary
 from bench.tracking import Tracker, make_tracker
 
 
@@ -65,7 +65,8 @@ def plan_absolute(cfg: BenchConfig, suite_name: str, only: list[str] | None = No
 def _suite_results(suite_dir: Path, every: list[Job], known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Every result of the suite's plan on disk, overlaid with those this run knows (a dead worker's
     failed row exists only in memory), in plan order."""
-    by_id = {r.get("job_id"): r for r in collect(suite_dir, {j.key for j in every})}
+    quiet = lambda _: None  # noqa: E731 - damaged jobs are named once, when the run starts
+    by_id = {r.get("job_id"): r for r in collect(suite_dir, {j.key for j in every}, quiet)}
     by_id.update({r.get("job_id"): r for r in known.values()})
     from bench.score import scored_results  # caption files scored with `bench score` join as rows
 
@@ -100,6 +101,8 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
     todo: list[Job] = []
     for job in jobs:
         previous = None if force else finished(job.dir)
+        if previous is None and not force and (job.dir / RESULT).is_file():
+            read_result(job.dir / RESULT, echo)  # names a damaged one; it is redone like an unfinished job
         if previous is not None:
             results[job.key] = previous
             tracker.log_job(job, previous, cached=True)
@@ -111,26 +114,43 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
          f"{len(todo)} to run ({cfg.executor.kind} executor)")
     started = time.time()
     status = "FAILED"
+    from bench.progress import SuiteProgress
+
+    progress = SuiteProgress(len(todo), echo)  # a live bar on a terminal; each note once per run
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
         results[job.key] = result
-        write_summary(suite_dir, _suite_results(suite_dir, every, results))
+        try:
+            write_summary(suite_dir, _suite_results(suite_dir, every, results))
+        except OSError as err:  # a full disk: the next job may still fit, and the summary is rewritten
+            echo(f"warning: summary not written: {err}")
         state = str(result.get("status", "failed"))
         mark = "ok" if state == "ok" else f"{state.upper()} ({result.get('error', '')[:200]})"
-        echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
+        progress.echo(f"[{len(results)}/{len(jobs)}] {job.label} on {job.task} (seed {job.seed}): {mark}")
+        progress.job_done(job, result)
         tracker.log_job(job, result)
+
+    from bench.signals import second_signal_exits
 
     try:
         make_executor(cfg).run(_longest_first(todo), on_result)
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        progress.close()
         status = "KILLED"
-        echo("interrupted: completed results are kept; rerun the same command to finish the rest")
+        echo(f"interrupted ({err or 'Ctrl-C'}): completed results are kept; rerun the same command to finish "
+             f"the rest (press Ctrl-C again to exit at once)")
+        with second_signal_exits():
+            _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo,
+                       cfg.suite(suite_name).verdict_models)
+            tracker.finish(status)
         raise
     finally:
-        _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo,
-                   cfg.suite(suite_name).verdict_models)
-        tracker.finish(status)
+        progress.close()
+        if status != "KILLED":
+            _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo,
+                       cfg.suite(suite_name).verdict_models)
+            tracker.finish(status)
     return [results[j.key] for j in jobs if j.key in results]
 
 

@@ -62,7 +62,9 @@ def resolve_uri(uri: str, results_dir: Path) -> str:
         if not path.is_absolute():
             path = Path.cwd() / path
         path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
+        # SQLAlchemy reads '?' as the start of options and unquotes '%': quote those (and '#') in the path.
+        quoted = str(path).replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+        return f"sqlite:///{quoted}"
     return uri
 
 
@@ -120,8 +122,9 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
         return
     import fcntl
+    from urllib.parse import unquote
 
-    with open(uri.removeprefix("sqlite:///") + ".lock", "a") as f:
+    with open(unquote(uri.removeprefix("sqlite:///")) + ".lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, or when the holder dies
         yield
 
@@ -135,6 +138,7 @@ class MlflowTracker:
         self.artifact_root = (results_dir / "mlartifacts").resolve()
         self.results_dir = results_dir.resolve()
         self.parent_id: str | None = None
+        self.results_dir = str(results_dir.resolve())
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
 
@@ -155,10 +159,24 @@ class MlflowTracker:
         invocation = {k: v for k, v in (invocation or {}).items() if v}
         words = [time.strftime("%Y-%m-%d %H:%M:%S")] + [f"{k}={v}" if v != "true" else k
                                                          for k, v in invocation.items()]
-        tags = {"bench.suite": suite, "bench.kind": "suite", **{f"bench.{k}": v for k, v in invocation.items()}}
+        tags = {"bench.suite": suite, "bench.kind": "suite", "bench.results_dir": self.results_dir,
+                **{f"bench.{k}": v for k, v in invocation.items()}}
+        self._close_abandoned(suite)
         run = self.client.create_run(self.experiment_id, run_name=" ".join([suite, *words]), tags=tags)
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, flatten("", params, {}))
+
+    def _close_abandoned(self, suite: str) -> None:
+        """Mark KILLED the parent runs of this suite and results folder still RUNNING: their driver died
+        (SIGKILL, a second Ctrl-C, a lost node). The caller holds the suite folder's lock, so no live
+        driver can own one. Runs of another results folder sharing the store are left alone."""
+        running = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`bench.kind` = 'suite' AND tags.`bench.suite` = '{suite}' "
+                                                f"AND attributes.status = 'RUNNING'")
+        for run in running:
+            if run.data.tags.get("bench.results_dir", self.results_dir) == self.results_dir:
+                self.client.set_tag(run.info.run_id, "bench.closed", "driver gone; closed by a later invocation")
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
     def _experiment(self, name: str, suite: str) -> str:
         experiment = self.client.get_experiment_by_name(name)

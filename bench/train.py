@@ -34,7 +34,6 @@ communication with the backward pass.
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 import time
@@ -49,9 +48,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench import distributed
 from bench.api import Captioner, Sample
+from bench.checkpoints import CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError, load_checkpoint
+from bench.checkpoints import atomic_save as _atomic_save
+from bench.checkpoints import resume_state as _resume_state
 from bench.config import TrainConfig
-
-CHECKPOINT = "checkpoint.pt"
+from bench.ema import EMA
 
 
 @dataclass
@@ -179,15 +180,25 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Every global random state training draws from (restored by `set_rng_state`)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Every global random state training draws from (restored by `set_rng_state`).
+
+    Tensors and plain lists only, so a checkpoint loads with `torch.load(weights_only=True)`: numpy's
+    key array becomes an int64 tensor, python's state tuple a list.
+    """
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(internal), gauss_next],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if state["cuda"] and torch.cuda.is_available():
         if len(state["cuda"]) != torch.cuda.device_count():
             raise RuntimeError(f"checkpoint holds the random state of {len(state['cuda'])} CUDA device(s), "
@@ -206,7 +217,11 @@ def _restore_rng(state: dict[str, Any], workdir: Path, rank: int, seed: int, epo
         set_rng_state(state["rng"])
         return
     path = _rank_rng_path(workdir, rank)
-    saved = torch.load(path, weights_only=False) if path.is_file() else None
+    try:
+        saved = load_checkpoint(path, torch.device("cpu"), ("epochs_done", "rng")) if path.is_file() else None
+    except CheckpointError as err:
+        log(f"rank {rank}: {err}")
+        saved = None
     if saved is not None and saved["epochs_done"] == epochs_done:
         set_rng_state(saved["rng"])
     else:  # deterministic, though not the uninterrupted run's draws
@@ -238,45 +253,8 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int | None) -> Callable[[int], flo
     return factor
 
 
-class _EMA:
-    """shadow <- decay x shadow + (1 - decay) x weights after each optimizer step, from the weights at
-    the start: after n steps, decay**n x w_0 + (1 - decay) x sum_k decay**(n - k) x w_k."""
-
-    def __init__(self, params: list[torch.nn.Parameter], decay: float):
-        self.params, self.decay = params, decay
-        self.shadow = [p.detach().clone() for p in params]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        for s, p in zip(self.shadow, self.params, strict=True):
-            s.mul_(self.decay).add_(p.detach(), alpha=1.0 - self.decay)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "shadow": self.shadow}
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict[str, Any] | None, where: Path) -> None:
-        shadow = (state or {}).get("shadow")
-        if shadow is None or [s.shape for s in shadow] != [p.shape for p in self.params]:
-            raise ValueError(f"{where}: the checkpoint holds no EMA of these weights, but train.ema is "
-                             f"{self.decay}: resume with the settings it was written with, or delete it")
-        for s, saved in zip(self.shadow, shadow, strict=True):
-            s.copy_(saved)
-
-    @torch.no_grad()
-    def copy_to_weights(self) -> None:
-        for s, p in zip(self.shadow, self.params, strict=True):
-            p.copy_(s)
-
-
 def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train(
@@ -310,9 +288,10 @@ def train(
 
     report = TrainReport(0, 0, 0.0, 0)
     ckpt_path = workdir / CHECKPOINT
-    state = None
-    if distributed.broadcast(ckpt_path.is_file()):  # rank 0 decides: every rank resumes, or none
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    state = _resume_state(workdir, device, log) if rank == 0 else None
+    if distributed.broadcast(state is not None):  # rank 0 decides: every rank resumes, or none
+        if state is None:  # another rank: rank 0 found a usable checkpoint and promoted it to ckpt_path
+            state = load_checkpoint(ckpt_path, device)
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -323,7 +302,7 @@ def train(
         report.resumed_from_epoch = report.epochs_done
         log(f"resuming from epoch {report.epochs_done} ({ckpt_path})")
     distributed.broadcast_module(module)  # identical start on every rank, whatever each initialised
-    ema = _EMA(params, cfg.ema) if cfg.ema else None  # after the broadcast: the same start everywhere
+    ema = EMA(params, cfg.ema) if cfg.ema else None  # after the broadcast: the same start everywhere
     if ema is not None and state is not None:
         ema.load_state_dict(state.get("ema"), ckpt_path)
 
@@ -399,13 +378,14 @@ def train(
         report.seconds += time.monotonic() - started
         report.epoch_losses.append(loss_sum / max(1, loss_n))
         log(f"epoch {report.epochs_done}: loss {report.epoch_losses[-1]:.4f} "
-            f"({time.monotonic() - started:.0f}s)")
+            f"({time.monotonic() - started:.0f}s{_time_left(report, cfg)})")
         distributed.broadcast_module(module, buffers_only=True)  # running statistics: rank 0's everywhere
         if rank == 0:
             _atomic_save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "report": report.to_dict(), "rng": rng_state(),
                           "scaler": scaler.state_dict() if scaler is not None else None,
-                          "ema": ema.state_dict() if ema is not None else None}, ckpt_path)
+                          "ema": ema.state_dict() if ema is not None else None}, ckpt_path,
+                         keep=workdir / PREVIOUS_CHECKPOINT)
             log(f"checkpoint written: epoch {report.epochs_done} ({ckpt_path.name})")
         else:
             _atomic_save({"epochs_done": report.epochs_done, "rng": rng_state()}, _rank_rng_path(workdir, rank))
@@ -422,3 +402,16 @@ def _progress(total: int, desc: str, interactive: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _time_left(report: TrainReport, cfg: TrainConfig) -> str:
+    """'; about N s left' from the mean epoch so far and the epochs (or minutes) still to go; '' at the end."""
+    if not report.epochs_done or report.stopped_by == "minutes":
+        return ""
+    per_epoch = report.seconds / report.epochs_done
+    left = per_epoch * max(0.0, cfg.epochs - report.epochs_done) if cfg.epochs else math.inf
+    if cfg.minutes:
+        left = min(left, max(0.0, cfg.minutes * 60 - report.seconds))
+    if left <= 0 or math.isinf(left):
+        return ""
+    return f"; about {left / 60:.1f} min left" if left >= 120 else f"; about {left:.0f}s left"

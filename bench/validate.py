@@ -111,6 +111,13 @@ def _check_results_dir(results_dir: Path, suite_name: str) -> None:
                           "(or --set results_dir=PATH) to a writable folder") from None
     if not target.is_dir():
         raise ConfigError(f"results_dir: {target} exists and is not a folder")
+    import tempfile
+
+    try:  # an existing folder may still refuse writes (read-only mount, another user's folder)
+        tempfile.TemporaryFile(dir=target).close()
+    except OSError as err:
+        raise ConfigError(f"results_dir: cannot write in {target}: {err.strerror or err}; set results_dir "
+                          "(or --set results_dir=PATH) to a writable folder") from None
 
 
 def _check_splits(cfg: BenchConfig, name: str, train: bool, eval_split: str | None) -> None:

@@ -78,6 +78,7 @@ class SplitCheck:
     captions: int
     missing: list[tuple[str, str]] = field(default_factory=list)
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)
+    unreferenced: list[str] = field(default_factory=list)  # image ids whose references are all empty
 
     @property
     def count_ok(self) -> bool:
@@ -105,6 +106,9 @@ class CheckReport:
                 out.append(f"{s.split}: {len(s.missing):,} image(s) missing")
             if s.unreadable:
                 out.append(f"{s.split}: {len(s.unreadable):,} image(s) unreadable")
+            if s.unreferenced:
+                out.append(f"{s.split}: {len(s.unreferenced):,} image(s) whose reference captions are all empty "
+                           f"(nothing to score against), e.g. {', '.join(s.unreferenced[:3])}")
         return out
 
     @property
@@ -144,7 +148,8 @@ def check_task(task: KarpathyTask, level: str = "header", workers: int | None = 
     to_probe: list[tuple[str, str, Path]] = []
     for split in SPLITS:
         listed, present = task.listed(split), task.present(split)
-        check = SplitCheck(split, len(listed), expected.get(split), sum(len(s.references) for s in listed))
+        check = SplitCheck(split, len(listed), expected.get(split), sum(len(s.references) for s in listed),
+                           unreferenced=[s.image_id for s in listed if not s.references])
         if len(present) < len(listed):
             found = {id(s) for s in present}  # the same Sample objects: cheaper than hashing 123k paths
             check.missing = [(s.image_id, str(s.image_path)) for s in listed if id(s) not in found]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -63,6 +64,19 @@ def read_karpathy_json(path: Path) -> dict[str, Any]:
             if key not in entry:
                 raise DatasetError(f"{path}: images[{i}] lacks key {key!r}")
     return data
+
+
+#: Control characters (NUL among them), DEL, C1 controls and the Unicode line/paragraph separators.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_caption(raw: Any) -> str:
+    """A reference caption as text: control characters (a NUL, a stray \\r) become spaces, ends stripped.
+
+    A caption that is empty after this (only NULs, only spaces) is no reference: the loader drops it, and
+    an image left with none is a `bench data check` problem rather than a scoring failure later.
+    """
+    return _CONTROLS.sub(" ", raw if isinstance(raw, str) else "").strip()
 
 
 def image_id_of(entry: dict[str, Any]) -> str:
@@ -149,7 +163,7 @@ class KarpathyTask(Task):
             split = self.split_map.get(entry["split"])
             if split is None:
                 continue
-            refs = tuple(s["raw"].strip() for s in entry["sentences"] if s.get("raw", "").strip())
+            refs = tuple(c for c in (clean_caption(s.get("raw", "")) for s in entry["sentences"]) if c)
             sub, _, filename = f"{entry.get('filepath', '')}/{entry['filename']}".rpartition("/")
             folder = folders.get(sub) or folders.setdefault(sub, self.image_root / sub)
             listed[split].append(Sample(image_id_of(entry), folder / filename, refs))

@@ -54,9 +54,14 @@ class RayExecutor:
             address = self.config.address or os.environ.get("RAY_ADDRESS")
             ray.init(
                 address=address, num_cpus=None if address else self.config.num_cpus,
-                include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True,
+                include_dashboard=False, logging_level=logging.WARNING,
+                # Workers' lines go to each job's log.txt; on the console only with `bench run --verbose`.
+                log_to_driver=os.environ.get("BENCH_VERBOSE") == "1",
                 runtime_env={"env_vars": self.env} if self.env else None,
             )
+            from bench.signals import handle_sigterm
+
+            handle_sigterm()  # ray.init made SIGTERM a sys.exit: make it a clean stop again
         return ray.cluster_resources()
 
     def check_resources(self, jobs: list[Job], total: dict[str, float],

@@ -17,12 +17,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-# Everything Java's line reading or Python's splitlines may treat as a line break, and tabs.
-_LINE_BREAKS = re.compile("[\r\n\t\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+# Everything Java's line reading or Python's splitlines may treat as a line break, tabs, and every other
+# control character (NUL, DEL, C1): none is text, and each is one more way for a line to go astray.
+_LINE_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def one_line(text: str) -> str:
-    """`text` with every line-breaking character and tab replaced by a space."""
+    """`text` with every line-breaking or other control character (and tab) replaced by a space."""
     return _LINE_BREAKS.sub(" ", text)
 
 
