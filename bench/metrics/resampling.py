@@ -337,3 +337,11 @@ class _SparseCider:
             per_image = np.asarray(self.to_image @ per_ref)  # (n, R)
             out[:, m] = (per_image * counts.T).sum(axis=0) / total
         return out
+
+
+def cider_resamples(gts: Gts, res: Res, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """(n_resamples,) CIDEr-D of `res` on bootstrap resamples of its images (chunked draws of `seed`:
+    the same draws for every caption set of the same images, so sets can be compared resample by resample)."""
+    ids = _check_ids(gts, [res])
+    cider = _SparseCider(_Cider(gts, [res], ids))
+    return np.concatenate([cider.score(draws(len(ids), rows, seed, k))[:, 0] for k, rows in chunks(n_resamples, len(ids))])
