@@ -91,11 +91,19 @@ def main() -> int:
 
 
 def _timed(models: list[Model], meteor_score, workers: int) -> int:
-    started = time.perf_counter()
+    import resource
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    started, cpu_started = time.perf_counter(), cpu()
     rows = comparison_rows(models, meteor_score, workers=workers, seeds_out=[])
-    seconds = time.perf_counter() - started
-    print(f"comparisons: {len(rows)} tests in {seconds:.1f} s ({workers} worker process(es), "
-          f"METEOR {'exact (jar)' if meteor_score else 'per-image means'})")
+    seconds, cpu_seconds = time.perf_counter() - started, cpu() - cpu_started
+    # CPU seconds beside the wall time: on a shared machine the wall time also counts others' work.
+    print(f"comparisons: {len(rows)} tests in {seconds:.1f} s wall, {cpu_seconds:.1f} s CPU (this process and "
+          f"its workers), {workers} worker process(es) on {usable_cores()} usable core(s), "
+          f"METEOR {'exact (jar)' if meteor_score else 'per-image means'}")
     return 0
 
 

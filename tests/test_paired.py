@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import resampling
-from bench.paired import ALPHA, adjusted_interval, finish_family, format_p, p_value
+from bench.paired import ALPHA, Model, Run, adjusted_interval, finish_family, format_p, p_value
 from tests.test_stats import caption_set, rouge_per_image
 
 
@@ -81,3 +81,60 @@ def test_sparse_cider_equals_the_one_resample_scorer():
     counts = resampling.draws(len(ids), 30, 0, 0)
     np.testing.assert_allclose(resampling._SparseCider(cider).score(counts), cider.score(counts, "distinct"),
                                rtol=1e-12, atol=1e-12)
+
+
+def _model(caption: str) -> Model:
+    return Model("shapes", "a", "diffusion", True, 0, gts={"i": ["a red circle"]},
+                 runs=[Run("a-0", 0, {"i": [caption]}, {"i": {"ROUGE-L": 0.5}}, {"CIDEr": 1.0}, None)])
+
+
+def test_a_rerun_with_the_same_inputs_reuses_the_comparisons(tmp_path, monkeypatch):
+    import bench.compare as compare
+
+    same, other = _model("a red circle"), _model("a blue circle")
+    digest = compare.inputs_digest([same], 1000, ["CIDEr"])
+    assert digest == compare.inputs_digest([_model("a red circle")], 1000, ["CIDEr"])
+    assert digest != compare.inputs_digest([other], 1000, ["CIDEr"])  # a caption changed
+    assert digest != compare.inputs_digest([same], 2000, ["CIDEr"])  # more resamples asked for
+    assert digest != compare.inputs_digest([same], 1000, ["BLEU-4"])  # another primary family
+
+    calls = []
+    models = [same]
+    monkeypatch.setattr(compare, "load_models", lambda *a, **k: models)
+    monkeypatch.setattr(compare, "comparison_rows", lambda *a, **k: calls.append(1) or [])
+    first = compare.compare_suite(tmp_path, [{}], echo=lambda _: None)
+    messages: list[str] = []
+    again = compare.compare_suite(tmp_path, [{}], echo=messages.append)
+    assert first == again and len(calls) == 1 and "inputs unchanged" in messages[0]
+    models[0] = other  # changed inputs: computed again
+    compare.compare_suite(tmp_path, [{}], echo=lambda _: None)
+    assert len(calls) == 2
+    (tmp_path / "comparisons.md").unlink()  # a table missing: computed again
+    compare.compare_suite(tmp_path, [{}], echo=lambda _: None)
+    assert len(calls) == 3
+
+
+def test_one_grid_for_quality_and_latency():
+    from bench.phases.latency import decoding_grid, sweep_settings
+    from tests.dummy import DummyCaptioner, DummyConfig
+
+    captioner = DummyCaptioner(DummyConfig(0.0))  # declares steps (cost, own sweep 1, 5)
+    assert decoding_grid(captioner, {}, {}) == {"steps": [1, 5]}
+    assert decoding_grid(captioner, {}, {"sweep": {"steps": [2]}}) == {"steps": [2]}
+    # the model's decoding.sweep wins over the suite's latency.sweep, for both phases
+    assert decoding_grid(captioner, {"steps": [3, 4]}, {"sweep": {"steps": [2]}}) == {"steps": [3, 4]}
+    assert sweep_settings(captioner, {"sweep": {"steps": [2]}}, {"steps": [3, 4]})["steps"][0] == [3, 4]
+
+
+def test_cider_resamples_share_the_image_draws():
+    from bench.metrics.stats import cider_d
+
+    gts, runs = caption_set(40, (0.1, 0.1), seed=5)
+    a = resampling.cider_resamples(gts, runs[0], 200)
+    b = resampling.cider_resamples(gts, runs[1], 200)
+    same = resampling.cider_resamples(gts, runs[0], 200)
+    np.testing.assert_array_equal(a, same)  # deterministic
+    assert a.shape == (200,) and np.quantile(a, 0.025) < cider_d(gts, runs[0])[0] < np.quantile(a, 0.975)
+    # the same images drawn for both sets: their resampled scores move together, unlike other draws'
+    apart = resampling.cider_resamples(gts, runs[1], 200, seed=1)
+    assert np.corrcoef(a, b)[0, 1] > 0.2 > abs(np.corrcoef(a, apart)[0, 1])
