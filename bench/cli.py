@@ -205,7 +205,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         from bench.compare import compare_suite
 
-        compare_suite(suite_dir, results)
+        compare_suite(suite_dir, results, primary=cfg.suites[args.suite].compare.primary)
     except Exception as err:  # noqa: BLE001 - the tables can still be made from the result files
         print(f"warning: paired comparisons not written: {type(err).__name__}: {err}", file=sys.stderr)
     from bench.report import build_report, main_table_markdown

@@ -3,16 +3,13 @@
 Run by `bench run` after its jobs and by `bench report`, from the result files only. For every task:
 
 - seeds.{json,csv,md}: per model, each metric's mean and standard deviation over its seeds and the 95%
-  two-level bootstrap interval (seeds, then the test images they share; bench/metrics/stats.py).
+  two-level bootstrap interval (seeds, small-sample corrected, then the test images they share).
 - comparisons.{json,csv,md}: paired two-level bootstrap tests on the same test images, with the
-  difference, its interval and a two-sided p-value, Holm-adjusted over every test of the suite:
-  * every model of one paradigm against every model of each other paradigm, among the learned models
-    (`trainable` in their declaration); paradigms are the labels the models declare, ordered by the
-    suite (the paradigm of the suite's first learned model is side A);
-  * every learned model against the best trivial reference (the non-trainable model with the highest
-    mean CIDEr on the task);
-  * between learned models of different paradigms also diversity (Div-1, Div-2, mBLEU-4, Self-CIDEr of
-    the k captions sampled per image by the model's own sampling method), when diversity.json exists.
+  difference, its unadjusted and its Holm-adjusted interval and a two-sided p-value, Holm-adjusted within
+  its family (bench/paired.py: the pairs, the two families, the resample count, the engine).
+
+A rerun whose inputs (texts, per-image scores, METEOR statistics, diversity, seeds, settings) have the
+digest recorded in seeds.json and comparisons.json keeps them instead of resampling again.
 
 Corpus metrics need the PTB-tokenised captions and references, which scores.json does not keep: they
 are tokenised again here from captions.json and the task's references, with METEOR's per-image
@@ -26,60 +23,37 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import files
-from bench.metrics.catalog import EXTRA_METRICS, higher_is_better
-from bench.metrics.quality import TABLE_METRICS as METRICS
+from bench.paired import (  # noqa: F401 - the statistics live in bench/paired.py; re-exported
+    ALPHA,
+    CONFIDENCE,
+    DEFAULT_PRIMARY,
+    DIVERSITY,
+    METRICS,
+    N_RESAMPLES,
+    PRIMARY,
+    Model,
+    Run,
+    comparison_rows,
+    diversity_tests,
+    format_p,
+    pairs,
+    resamples_for,
+    verdict_text,
+)
 from bench.results import read_json, to_csv, to_markdown, write_atomic, write_json
 
-PRIMARY = "CIDEr"  # ranks the trivial references
-#: Per-image diversity measures of diversity.json compared between learned models, and whether higher
-#: means more diverse (bench/metrics/diversity.py: mBLEU-4 is lower for more diverse captions).
-DIVERSITY = ("div1", "div2", "mbleu4", "self_cider")  # directions: bench/metrics/catalog.py
-N_RESAMPLES = 1000
-CONFIDENCE = 0.95
-ALPHA = 0.05
 CACHE = files.TOKENIZED
 USABLE = ("ok", "partial")  # statuses whose scores stand (partial: a phase after eval failed)
 CACHE_VERSION = 2  # 2: texts reduced to one line first (bench/metrics/ptb.py)
-PAIRED_METHOD = ("paired two-level bootstrap (each model's training seeds, then the same test images; corpus "
-                 "metrics recomputed per resample), two-sided p, Holm-adjusted over the suite's tests")
-
-
-@dataclass
-class Run:
-    """One finished job's scored captions, tokenised as pycocoevalcap scored them."""
-
-    job_id: str
-    seed: int
-    res: dict[str, list[str]]  # image_id -> [PTB-tokenised caption]
-    per_image: dict[str, dict[str, float]]
-    corpus: dict[str, float]
-    meteor: dict[str, list[float]] | None
-    diversity: dict[str, dict[str, float]] | None = None  # per image, the model's own sampling method
-
-
-@dataclass
-class Model:
-    """One labelled model on one task, with all of its seeds."""
-
-    task: str
-    label: str
-    paradigm: str
-    trainable: bool
-    order: int
-    gts: dict[str, list[str]] = field(repr=False, default_factory=dict)
-    runs: list[Run] = field(default_factory=list)
-
-    @property
-    def seeds(self) -> list[int]:
-        return [r.seed for r in self.runs]
-
-    def metrics(self) -> list[str]:
-        return [m for m in (*METRICS, *EXTRA_METRICS) if all(m in r.corpus for r in self.runs)]
+#: Bumped when what the comparisons compute changes, so a cached seeds.json / comparisons.json is redone.
+RESULTS_VERSION = 2  # 2: one engine per task, seed-level correction, two Holm families, adjusted intervals
+PAIRED_METHOD = ("paired two-level bootstrap (each model's training seeds, small-sample corrected, then the same "
+                 "test images; corpus metrics recomputed per resample), two-sided p, Holm-adjusted within its "
+                 "family (primary: the cross-paradigm tests of the declared quality metrics; secondary: the rest)")
 
 
 def _hash(payload: Any) -> str:
@@ -192,10 +166,37 @@ def _diversity(job_dir: Path) -> dict[str, dict[str, float]] | None:
 def _meteor_jar():
     from contextlib import nullcontext
 
-    from bench.metrics.meteor import MeteorJar
     from bench.metrics.quality import java_missing_reason
 
-    return nullcontext(None) if java_missing_reason() else MeteorJar()
+    return nullcontext(None) if java_missing_reason() else _LazyJar()
+
+
+class _LazyJar:
+    """The METEOR jar, started at its first use (a rerun that reuses everything never starts the JVM)."""
+
+    def __init__(self):
+        self._jar = None
+
+    def __enter__(self) -> _LazyJar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._jar is not None:
+            self._jar.__exit__(*exc)
+            self._jar = None
+
+    def _started(self):
+        if self._jar is None:
+            from bench.metrics.meteor import MeteorJar
+
+            self._jar = MeteorJar().__enter__()
+        return self._jar
+
+    def stats(self, gts, res):
+        return self._started().stats(gts, res)
+
+    def score(self, stats):
+        return self._started().score(stats)
 
 
 def _check_consistent(model: Model, run: Run) -> None:
@@ -211,133 +212,14 @@ def _check_consistent(model: Model, run: Run) -> None:
                          "since scoring; rerun the job (`bench run --force`)")
 
 
-def _common(models: Sequence[Model]) -> list[str]:
-    ids = set.intersection(*(set(r.res) for m in models for r in m.runs))
-    return sorted(ids)
-
-
-def _inputs(model: Model, ids: list[str]) -> tuple[list, list, list]:
-    runs = [{i: r.res[i] for i in ids} for r in model.runs]
-    per = [{i: r.per_image.get(i, {}) for i in ids} for r in model.runs]
-    met = [None if r.meteor is None else {i: r.meteor[i] for i in ids} for r in model.runs]
-    return runs, per, met
-
-
-def seed_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_RESAMPLES) -> list[dict[str, Any]]:
-    """Per model: mean, sd over seeds and the two-level interval of every metric (fractions)."""
-    from bench.metrics.stats import seed_bootstrap_ci
-
-    rows = []
-    for m in models:
-        ids = _common([m])
-        runs, per, met = _inputs(m, ids)
-        cis = seed_bootstrap_ci({i: m.gts[i] for i in ids}, runs, m.metrics(), per, met, n_resamples=n_resamples,
-                                confidence=CONFIDENCE, meteor_score=meteor_score)
-        rows.append({"task": m.task, "model": m.label, "paradigm": m.paradigm, "learned": m.trainable,
-                     "seeds": m.seeds, "images": len(ids),
-                     "metrics": {k: {"mean": v.point, "sd": v.sd, "low": v.low, "high": v.high,
-                                     "per_seed": list(v.seed_points)} for k, v in cis.items()}})
-    return rows
-
-
-def pairs(models: Sequence[Model]) -> list[tuple[str, Model, Model]]:
-    """(kind, A, B) of one task's models: across declared paradigms (learned), and learned vs best reference."""
-    learned = [m for m in models if m.trainable]
-    # Grouped by the label each model declares, in suite order; no paradigm is special.
-    groups: dict[str, list[Model]] = {}
-    for m in sorted(learned, key=lambda m: m.order):
-        groups.setdefault(m.paradigm, [])
-    for m in learned:
-        groups[m.paradigm].append(m)
-    labels = list(groups)
-    out = []
-    for n, pa in enumerate(labels):
-        for pb in labels[n + 1:]:
-            out += [("paradigm", a, b) for a in groups[pa] for b in groups[pb]]
-    references = [m for m in models if not m.trainable and PRIMARY in m.metrics()]
-    if references:
-        best = max(references, key=lambda m: sum(r.corpus[PRIMARY] for r in m.runs) / len(m.runs))
-        out += [("reference", a, best) for a in learned]
-    return out
-
-
-def diversity_tests(a: Model, b: Model, n_resamples: int) -> dict[str, Any]:
-    """Paired two-level tests of per-image diversity (seeds, then the images both sampled), or {}."""
-    from bench.metrics.stats import seed_paired_test
-
-    # The seeds that sampled (a suite may run the diversity phase on some seeds only: phase_seeds).
-    runs_a = [r for r in a.runs if r.diversity is not None]
-    runs_b = [r for r in b.runs if r.diversity is not None]
-    if not runs_a or not runs_b:
-        return {}
-    ids = sorted(set.intersection(*(set(r.diversity) for r in (*runs_a, *runs_b))))
-    metrics = [m for m in DIVERSITY if ids and all(m in r.diversity[ids[0]] for r in (*runs_a, *runs_b))]
-    if not metrics:
-        return {}
-    # Per-image means need no texts: placeholders satisfy the shared checks.
-    blank = {i: ["-"] for i in ids}
-    tests = seed_paired_test(blank, [blank] * len(runs_a), [blank] * len(runs_b), metrics,
-                             ([{i: r.diversity[i] for i in ids} for r in runs_a],
-                              [{i: r.diversity[i] for i in ids} for r in runs_b]),
-                             n_resamples=n_resamples, confidence=CONFIDENCE)
-    return {f"diversity {m}": t for m, t in tests.items()}
-
-
-def resamples_for(models: Sequence[Model], n_resamples: int = N_RESAMPLES) -> int:
-    """At least `n_resamples`, and enough that a difference no resample reaches can still be significant
-    after Holm's correction: a bootstrap p-value is at least 1 / (B + 1), so B >= 2 m / alpha for m tests
-    (counted from above: every metric of every pair, diversity measures included) keeps the smallest
-    attainable adjusted p at alpha / 2 or below. Rounded up to a thousand."""
-    tests = 0
-    for task in dict.fromkeys(m.task for m in models):
-        for kind, a, b in pairs([m for m in models if m.task == task]):
-            tests += len([x for x in a.metrics() if x in b.metrics()]) + (len(DIVERSITY) if kind == "paradigm" else 0)
-    needed = math.ceil(2 * tests / ALPHA)
-    return max(n_resamples, 1000 * math.ceil(needed / 1000))
-
-
-def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_RESAMPLES) -> list[dict[str, Any]]:
-    """Every paired test of the suite (quality; diversity between learned models), Holm-adjusted together."""
-    from bench.metrics.stats import holm, seed_paired_test
-
-    rows = []
-    n_resamples = resamples_for(models, n_resamples)
-    for task in dict.fromkeys(m.task for m in models):
-        for kind, a, b in pairs([m for m in models if m.task == task]):
-            ids = _common([a, b])
-            metrics = [x for x in a.metrics() if x in b.metrics()]
-            (ra, pa, ma), (rb, pb, mb) = _inputs(a, ids), _inputs(b, ids)
-            tests = seed_paired_test({i: a.gts[i] for i in ids}, ra, rb, metrics, (pa, pb), (ma, mb),
-                                     n_resamples=n_resamples, confidence=CONFIDENCE, meteor_score=meteor_score)
-            if kind == "paradigm":
-                tests.update(diversity_tests(a, b, n_resamples))
-            for metric, t in tests.items():
-                rows.append({"task": task, "kind": kind, "model_a": a.label, "paradigm_a": a.paradigm,
-                             "model_b": b.label, "paradigm_b": b.paradigm, "metric": metric,
-                             "higher_is_better": higher_is_better(metric),
-                             "score_a": t.score_a, "score_b": t.score_b, "delta": t.delta, "low": t.low,
-                             "high": t.high, "p": t.p_value, "seeds_a": a.seeds, "seeds_b": b.seeds,
-                             "images": t.n_images})
-    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
-        row["p_holm"] = adjusted
-        row["significant"] = adjusted <= ALPHA
-    return rows
-
-
-def verdict_text(row: dict[str, Any]) -> str:
-    if not row["significant"]:
-        return "no significant difference"
-    a_ahead = (row["delta"] > 0) == row.get("higher_is_better", True)
-    word = "more diverse" if row["metric"].startswith("diversity") else "better"
-    return f"{row['model_a'] if a_ahead else row['model_b']} {word}"
-
-
 def _pct(x: float) -> float:
     return round(100 * x, 2)
 
 
-def _p(p: float) -> str:
-    return f"{p:.3g}" if p >= 0.001 else f"{p:.1e}"
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "unbounded"
+    return f"[{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
 def seed_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -352,10 +234,18 @@ def seed_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def comparison_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"task": r["task"], "A": r["model_a"], "B": r["model_b"], "metric": r["metric"],
-             "A score": f"{100 * r['score_a']:.1f}", "B score": f"{100 * r['score_b']:.1f}",
-             "A - B [95% CI]": f"{100 * r['delta']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]",
-             "p": _p(r["p"]), "p (Holm)": _p(r["p_holm"]), "verdict": verdict_text(r)} for r in rows]
+    out = []
+    for r in rows:
+        floor = r.get("p_floor")
+        at_floor = floor is not None and r["p"] <= floor * (1 + 1e-9)
+        out.append({"task": r["task"], "family": r.get("family", ""), "A": r["model_a"], "B": r["model_b"],
+                    "metric": r["metric"], "A score": f"{100 * r['score_a']:.1f}",
+                    "B score": f"{100 * r['score_b']:.1f}", "A - B": f"{100 * r['delta']:+.1f}",
+                    "Holm-adjusted interval": _interval(r.get("low_holm"), r.get("high_holm")),
+                    "95% interval (unadjusted)": _interval(r["low"], r["high"]),
+                    "p": format_p(r["p"], floor), "p (Holm)": format_p(r["p_holm"], r["p_holm"] if at_floor else None),
+                    "verdict": verdict_text(r)})
+    return out
 
 
 def _flat(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -370,35 +260,72 @@ def _flat(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return flat
 
 
+def inputs_digest(models: Sequence[Model], n_resamples: int, primary: Sequence[str]) -> str:
+    """A digest of everything the comparisons are computed from (texts, per-image scores, METEOR
+    statistics, diversity, seeds, labels, paradigms, settings and the code's RESULTS_VERSION)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"version": RESULTS_VERSION, "n_resamples": n_resamples, "primary": list(primary),
+                         "confidence": CONFIDENCE, "alpha": ALPHA}, sort_keys=True).encode())
+    for m in models:
+        h.update(json.dumps([m.task, m.label, m.paradigm, m.trainable, m.order, m.gts], sort_keys=True).encode())
+        for r in m.runs:
+            h.update(json.dumps([r.job_id, r.seed, r.res, r.per_image, r.corpus, r.meteor, r.diversity],
+                                sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _reusable(suite_dir: Path, digest: str) -> bool:
+    """Whether seeds.json and comparisons.json (and their tables) were computed from these very inputs."""
+    seeds_json, tests_json = suite_dir / files.SEEDS, suite_dir / files.COMPARISONS
+    paths = [p.with_suffix(x) for p in (seeds_json, tests_json) for x in (".json", ".csv", ".md")]
+    if not all(p.is_file() for p in paths):
+        return False
+    try:
+        return all(read_json(p).get("inputs") == digest for p in (seeds_json, tests_json))
+    except (OSError, ValueError):
+        return False
+
+
 def compare_suite(suite_dir: Path, results: Sequence[dict[str, Any]], n_resamples: int = N_RESAMPLES,
-                  echo: Callable[[str], None] = print) -> list[Path]:
+                  echo: Callable[[str], None] = print, primary: Sequence[str] | None = None,
+                  workers: int | None = None) -> list[Path]:
     """Write seeds.* and comparisons.* under `suite_dir` from the suite's results; returns the paths.
 
-    Deterministic: the same result files give the same bytes.
+    Deterministic: the same result files give the same bytes, whatever `workers` (processes; default the
+    usable cores). A rerun whose inputs have the digest recorded in both files reuses them.
+    `primary`: the quality metrics of the primary family (`compare.primary`; default DEFAULT_PRIMARY).
     """
+    from bench.metrics.resampling import SEED_CORRECTION
     from bench.metrics.stats import TWO_LEVEL_METHOD
 
     suite_dir = Path(suite_dir)
+    primary = list(primary or DEFAULT_PRIMARY)
+    seeds_json, tests_json = suite_dir / files.SEEDS, suite_dir / files.COMPARISONS
+    paths = [seeds_json, seeds_json.with_suffix(".csv"), seeds_json.with_suffix(".md"), tests_json,
+             tests_json.with_suffix(".csv"), tests_json.with_suffix(".md")]
     with _meteor_jar() as jar:
         models = load_models(suite_dir, results, jar, echo)
         if not models:
             return []
-        score = None if jar is None else jar.score
-        seeds = seed_rows(models, score, n_resamples)
-        tests = comparison_rows(models, score, n_resamples)
-    meta = {"confidence": CONFIDENCE, "n_resamples": n_resamples, "alpha": ALPHA}
+        digest = inputs_digest(models, n_resamples, primary)
+        if _reusable(suite_dir, digest):
+            echo("comparisons: inputs unchanged since the last run; seeds.* and comparisons.* kept")
+            return paths
+        seeds: list[dict[str, Any]] = []
+        tests = comparison_rows(models, None if jar is None else jar.score, n_resamples, primary, workers, seeds)
     paired = resamples_for(models, n_resamples)
-    write_json(suite_dir / files.SEEDS, {**meta, "method": TWO_LEVEL_METHOD, "models": seeds})
-    write_json(suite_dir / files.COMPARISONS, {**meta, "n_resamples": paired, "method": PAIRED_METHOD,
-                                               "tests": tests})
+    meta = {"confidence": CONFIDENCE, "n_resamples": paired, "alpha": ALPHA, "inputs": digest}
+    method = f"{TWO_LEVEL_METHOD}; {SEED_CORRECTION}"
+    write_json(seeds_json, {**meta, "method": method, "models": seeds})
+    write_json(tests_json, {**meta, "method": PAIRED_METHOD, "primary": primary,
+                            "p_floor": 1 / (paired + 1), "tests": tests})
     seeds_md = to_markdown(seed_table(seeds)) + (
-        f"\nMetrics x100: mean ± sd over seeds [{CONFIDENCE:.0%} interval: {TWO_LEVEL_METHOD}].\n")
+        f"\nMetrics x100: mean ± sd over seeds [{CONFIDENCE:.0%} interval: {method}; {paired} resamples].\n")
     tests_md = to_markdown(comparison_table(tests)) + (
-        f"\nMetrics x100; {PAIRED_METHOD}; significant at {ALPHA} after adjustment; {paired} resamples "
-        f"(enough for the smallest attainable adjusted p to be at most {ALPHA / 2:g}).\n")
-    seeds_json, tests_json = suite_dir / files.SEEDS, suite_dir / files.COMPARISONS
-    paths = [seeds_json, seeds_json.with_suffix(".csv"), seeds_json.with_suffix(".md"), tests_json,
-             tests_json.with_suffix(".csv"), tests_json.with_suffix(".md")]
+        f"\nMetrics x100; {PAIRED_METHOD}; significant at {ALPHA} after adjustment. Holm-adjusted interval: "
+        f"the symmetric bootstrap interval at the level of the test's Holm step (alpha x p / p_Holm): it "
+        f"excludes 0 exactly when the test is significant; the 95% percentile interval beside it is "
+        f"unadjusted. {paired} resamples: a p-value at the floor 1/{paired + 1} is printed as \"<= x\".\n")
     write_atomic(paths[1], to_csv(_flat(seeds)))
     write_atomic(paths[2], seeds_md)
     write_atomic(paths[4], to_csv([{**r, "seeds_a": " ".join(map(str, r["seeds_a"])),

@@ -180,6 +180,24 @@ class DiversityConfig(_Strict):
         return values
 
 
+class CompareConfig(_Strict):
+    """The comparisons after the jobs (bench/paired.py): which tests form the primary family."""
+
+    primary: list[str] = Field(
+        default_factory=lambda: ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"], min_length=1,
+        description="quality metrics whose cross-paradigm tests are the primary family (Holm-adjusted on "
+                    "their own); every other test is secondary")
+
+    @model_validator(mode="after")
+    def _known(self) -> CompareConfig:
+        from bench.metrics.quality import TABLE_METRICS
+
+        unknown = [m for m in self.primary if m not in TABLE_METRICS]
+        if unknown:
+            raise ValueError(f"compare.primary: {unknown} are not quality metrics; accepted: {list(TABLE_METRICS)}")
+        return self
+
+
 class ModelSpec(_Strict):
     """One row of a suite: a registered captioner and how to train and decode it."""
 
@@ -207,6 +225,7 @@ class SuiteConfig(_Strict):
     latency: LatencyConfig = LatencyConfig()
     errprop: ErrpropConfig = ErrpropConfig()
     diversity: DiversityConfig = DiversityConfig()
+    compare: CompareConfig = CompareConfig()
     resources: Resources = Resources()
     phase_seeds: dict[Phase, list[int]] = Field(
         default_factory=dict,

@@ -142,20 +142,20 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
              f"the rest (press Ctrl-C again to exit at once)")
         with second_signal_exits():
             _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo,
-                       cfg.suite(suite_name).verdict_models)
+                       cfg.suite(suite_name).verdict_models, primary=cfg.suites[suite_name].compare.primary)
             tracker.finish(status)
         raise
     finally:
         progress.close()
         if status != "KILLED":
             _summarise(suite_dir, _suite_results(suite_dir, every, results), tracker, started, echo,
-                       cfg.suite(suite_name).verdict_models)
+                       cfg.suite(suite_name).verdict_models, primary=cfg.suites[suite_name].compare.primary)
             tracker.finish(status)
     return [results[j.key] for j in jobs if j.key in results]
 
 
 def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker, started: float,
-               echo, verdict_models: list[str] | None = None) -> None:
+               echo, verdict_models: list[str] | None = None, primary: list[str] | None = None) -> None:
     """summary.csv/.md and the report over the whole suite, mirrored to the suite's run."""
     table = write_summary(suite_dir, ordered) if ordered else ""
     tracker.log_artifact(suite_dir / files.SUMMARY_MD)
@@ -164,7 +164,7 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
         try:  # after the jobs: seeds' mean and spread, paired comparisons (bench/compare.py)
             from bench.compare import compare_suite
 
-            for path in compare_suite(suite_dir, ordered, echo=echo):
+            for path in compare_suite(suite_dir, ordered, echo=echo, **({"primary": primary} if primary else {})):
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a comparison failure must not cost the results
             echo(f"warning: paired comparisons not written: {type(err).__name__}: {err}")

@@ -37,7 +37,7 @@ _DECLARED = (
     MetricInfo("CHAIR-recall", True, "Rohrbach et al. 2018: ground-truth objects mentioned"),
     # diversity.json's per-image measures (bench/metrics/diversity.py): mBLEU-4 is lower when diverse.
     MetricInfo("div1", True, "distinct unigrams / words of the k samples"),
-    MetricInfo("div2", True, "distinct bigrams / bigrams of the k samples"),
+    MetricInfo("div2", True, "distinct bigrams / words of the k samples"),
     MetricInfo("mbleu4", False, "BLEU-4 of each sample against the others"),
     MetricInfo("self_cider", True, "Self-CIDEr (Wang & Chan 2019)"),
 )

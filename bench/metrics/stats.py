@@ -29,7 +29,8 @@ images shared by every seed and model (the design is crossed: every seed caption
 an image that is hard is hard for all of them), scores each drawn seed on that multiset and averages.
 The image draws are the same stream as `bootstrap_ci`'s, so when all seeds caption identically the
 interval equals the image-only one; when they disagree it is wider. With few seeds the seed level is
-coarse (3 seeds: 10 distinct multisets) and slightly narrow (a factor sqrt((S-1)/S) on its sd).
+coarse (3 seeds: 10 distinct multisets) and slightly narrow here (a factor sqrt((S-1)/S) on its sd): the
+suite's comparisons use bench/metrics/resampling.py instead, which corrects that seed level.
 
 Intervals are percentile intervals. A paired test resamples the same images (and each model's seeds)
 for both models and reports the bootstrap interval of the difference and a two-sided p-value from the

@@ -37,8 +37,11 @@ def eval_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[st
         captions, skipped, seconds = caption_shards(captioner, samples, decoding, job.eval, log)
         if main:
             scores = _score_split(job, task, captioner, captions, references, skipped, seconds, decoding, log)
-    if job.sweep:
-        _sweep(job, captioner, samples, references, decoding, log)
+    from bench.phases.latency import decoding_grid
+
+    grid = decoding_grid(captioner, job.sweep, job.latency or {})
+    if grid:
+        _sweep(job, captioner, grid, samples, references, decoding, log)
     if not main:
         return {}
     bounds = {f"{m}_ci_{side}": iv[side] for m, iv in scores.get("intervals", {}).items() for side in ("low", "high")}
@@ -150,27 +153,58 @@ def _intervals(quality, job: Job) -> tuple[dict[str, Any], dict[str, str]]:
     return out, failed
 
 
-def _sweep(job: Job, captioner, samples, references, decoding, log) -> None:
+def _sweep(job: Job, captioner, grid: dict[str, list[Any]], samples, references, decoding, log) -> None:
+    """Quality at every setting of the model's decoding grid (bench/phases/latency.py: `decoding_grid`,
+    the grid the latency phase times), with CIDEr's bootstrap interval and its resamples.
+
+    The resamples draw images from one stream (seed 0) for every setting, seed and model of a task, so a
+    front can be resampled as a whole and two models' fronts are paired on images (bench/report/cost.py).
+    A setting equal to the default decoding reuses captions.json instead of captioning again.
+    """
     from bench.metrics.quality import score_captions
 
     path = job.dir / files.SWEEP
     main = distributed.is_main()
     rows = distributed.broadcast(read_json(path) if main and path.is_file() else [])
     done = {(r["knob"], str(r["value"])) for r in rows}
-    for knob, values in job.sweep.items():
+    for knob, values in grid.items():
         for value in values:
             if (knob, str(value)) in done:
                 continue
             setting = {**decoding, knob: value}
-            captions, _, seconds = caption_shards(captioner, samples, setting, job.eval, log)
-            if not main:
-                continue
+            if setting == decoding:  # the default decoding, captioned and scored already
+                if not main:
+                    continue
+                captions = {c["image_id"]: c["caption"] for c in read_json(job.dir / files.CAPTIONS)}
+                seconds = float(read_json(job.dir / files.SCORES).get("caption_seconds", 0.0))
+            else:
+                captions, _, seconds = caption_shards(captioner, samples, setting, job.eval, log)
+                if not main:
+                    continue
             quality = score_captions(captions, references, metrics=SWEEP_METRICS)
-            rows.append({"knob": knob, "value": value, "decoding": setting, "corpus": quality.corpus,
-                         "caption_seconds": seconds, "images": len(captions),
-                         "decode_cost": captioner.decode_cost(**setting)})
+            row = {"knob": knob, "value": value, "decoding": setting, "corpus": quality.corpus,
+                   "caption_seconds": seconds, "images": len(captions),
+                   "decode_cost": captioner.decode_cost(**setting)}
+            row.update(_cider_resamples(quality, int(job.eval.get("bootstrap", 0))))
+            rows.append(row)
             write_json(path, rows)  # after every value: a killed sweep keeps what it measured
             log(f"sweep {knob}={value}: CIDEr {100 * quality.corpus['CIDEr']:.1f} ({seconds:.1f}s)")
+
+
+def _cider_resamples(quality, n_resamples: int) -> dict[str, Any]:
+    """CIDEr's 95% bootstrap interval and its resampled values (image draws of seed 0), or {}."""
+    if n_resamples < 1 or "CIDEr" not in quality.corpus:
+        return {}
+    import numpy as np
+
+    from bench.metrics.resampling import cider_resamples
+
+    gts, res = quality.tokenized
+    samples = cider_resamples(gts, res, n_resamples)
+    low, high = np.quantile(samples, [0.025, 0.975])
+    return {"intervals": {"CIDEr": {"low": float(low), "high": float(high), "confidence": 0.95,
+                                    "n_resamples": n_resamples}},
+            "CIDEr_resamples": [round(float(x), 6) for x in samples]}
 
 
 class _Images:

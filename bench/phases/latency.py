@@ -1,10 +1,11 @@
 """The latency phase: batch-1 latency with its spread, throughput, and latency against each cost knob.
 
 What is swept is read from the captioner, never from its paradigm: every knob it declares with
-`cost=True` (over the suite's `latency.sweep` values for that knob, else the knob's own `sweep`), and,
-when it declares the `forced_length` probe, a forced generated length (`latency.lengths`, through
-`forced_length_decoding`: LaDiC's figure 2a). Quality at each knob value comes from the eval phase's
-sweep, so quality-vs-latency curves share one grid.
+`cost=True`, over the values of `decoding_grid` (the model's `decoding.sweep`, else the suite's
+`latency.sweep`, else the knob's own `sweep`), and, when it declares the `forced_length` probe, a forced
+generated length (`latency.lengths`, through `forced_length_decoding`: LaDiC's figure 2a). The eval
+phase's quality sweep runs over the same `decoding_grid`, so every setting has both its CIDEr (with
+its interval) and its batch-1 latency: one grid per model for the Pareto fronts (bench/metrics/front.py).
 
 The executors run this phase apart from every other job's work (bench/executors/ray.py holds a whole
 node for it), so the numbers are not those of a shared machine.
@@ -23,17 +24,38 @@ from bench.results import read_json, write_json
 LENGTH = "length"  # the sweep of a forced generated length, beside the knobs' own names
 
 
-def sweep_settings(captioner, cfg: dict[str, Any]) -> dict[str, tuple[list[Any], list[dict[str, Any]]]]:
-    """Sweep name -> (values, decoding overrides), from the captioner's declarations and `cfg`.
+def decoding_grid(captioner, model_sweep: dict[str, list[Any]] | None,
+                  latency_cfg: dict[str, Any]) -> dict[str, list[Any]]:
+    """The one grid of decoding settings of a model, knob -> values, used by the eval phase's quality
+    sweep and by this phase alike: for every `cost=True` knob the model's `decoding.sweep` values, else
+    the suite's `latency.sweep` values, else the knob's own `sweep`; then any other knob the model's
+    `decoding.sweep` names (swept for quality only: it does not change the cost)."""
+    model_sweep = model_sweep or {}
+    chosen = latency_cfg.get("sweep") or {}
+    grid: dict[str, list[Any]] = {}
+    for knob in captioner.knobs:
+        if knob.cost:
+            values = list(model_sweep.get(knob.name) or chosen.get(knob.name) or knob.sweep)
+            if values:
+                grid[knob.name] = values
+    for name, values in model_sweep.items():
+        grid.setdefault(name, list(values))
+    return grid
+
+
+def sweep_settings(captioner, cfg: dict[str, Any],
+                   model_sweep: dict[str, list[Any]] | None = None) -> dict[str, tuple[list[Any], list[dict[str, Any]]]]:
+    """Sweep name -> (values, decoding overrides), from the captioner's declarations, the model's
+    `decoding.sweep` and `cfg` (`decoding_grid`).
 
     A value the knob does not accept is a ValueError naming `latency.sweep.<knob>`.
     """
-    chosen = cfg.get("sweep") or {}
+    grid = decoding_grid(captioner, model_sweep, cfg)
     out: dict[str, tuple[list[Any], list[dict[str, Any]]]] = {}
     for knob in captioner.knobs:
         if not knob.cost:
             continue
-        values = list(chosen.get(knob.name) or knob.sweep)
+        values = grid.get(knob.name, [])
         if values:
             settings = [captioner.check_decoding({knob.name: v}, f"latency.sweep.{knob.name}") for v in values]
             out[knob.name] = (values, settings)
@@ -59,7 +81,7 @@ def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
         raise RuntimeError(f"latency: no readable image in the {job.eval['split']} split of {job.task}")
     decoding = {**captioner.default_decoding(), **job.decoding}
     repeats, warmup = int(cfg.get("repeats", 1)), cfg["warmup"]
-    sweeps = sweep_settings(captioner, cfg)
+    sweeps = sweep_settings(captioner, cfg, job.sweep)
     log(f"latency on {len(kept)} images x {repeats} repeats, batch sizes {cfg['batch_sizes']}, "
         f"sweeps {', '.join(sweeps) or 'none'}")
     with torch.inference_mode():

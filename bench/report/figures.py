@@ -481,6 +481,13 @@ def _save(fig, base: Path) -> list[Path]:
     return written
 
 
+def pareto_fronts(entries: list[Entry], styles: dict[str, Style]):
+    """Each learned model's Pareto front and the CIDEr targets of the latency rows (bench/report/cost.py)."""
+    from bench.report.cost import pareto_fronts as draw
+
+    return draw(entries, styles)
+
+
 FIGURES: dict[str, Callable[..., Any]] = {
     "quality_vs_latency": quality_vs_latency,
     "latency_vs_length": latency_vs_length,
@@ -488,6 +495,7 @@ FIGURES: dict[str, Callable[..., Any]] = {
     "exposure_gap": exposure_gap,
     "error_injection": error_injection,
     "quality_vs_diversity": quality_vs_diversity,
+    "pareto_fronts": pareto_fronts,
 }
 
 

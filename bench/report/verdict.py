@@ -1,15 +1,19 @@
 """The verdict table: per axis, which paradigm is ahead, by how much, with interval and p-value.
 
-Paradigms are the labels the models declare; the two sides of each row are the best learned model of
-each paradigm on that axis (a paper compares the best of each family). Axes:
+Paradigms are the labels the models declare. No representative of a paradigm is chosen on the test
+split (the eval phase scores only the test split, so there are no validation scores to choose by): a
+paradigm is "ahead" on an axis only when one of its learned models significantly beats every learned
+model of the other paradigm (an intersection-union test: its p is the largest of those Holm-adjusted p).
+The row then shows that model against its closest rival; otherwise the best of each side, with "no
+significant difference" or "neither ahead of every model". Axes:
 
-- each quality metric: the paired two-level bootstrap test of the two best models from the suite's
-  comparisons.json (bench/compare.py): difference A - B (x100) with its 95% interval and the
-  Holm-adjusted p-value; "no significant difference" where p > alpha.
-- latency at equal quality: the batch-1 latency each model needs to reach a common CIDEr, the highest
-  CIDEr that every compared model reaches somewhere on its steps / beams sweep (or at its default
-  decoding when it swept nothing); the lowest latency among a model's settings that reach it, mean over
-  seeds. Reported as the ratio A / B; timings are not resampled, so there is no interval or p-value.
+- each quality metric: the paired two-level bootstrap tests from the suite's comparisons.json
+  (bench/compare.py): difference A - B (x100) with its Holm-adjusted interval (it excludes 0 exactly when
+  the test is significant) and the Holm-adjusted p-value, "<= x" at the resampling floor.
+- latency at equal quality, per pair of learned models of different paradigms (bench/report/cost.py):
+  the latency ratio A / B at CIDEr targets inside both models' reachable ranges, interpolated along each
+  model's own Pareto front (never extrapolated; a target a model cannot reach says so), and the dual,
+  CIDEr A - B at common latencies; the interval from the sweep's CIDEr resamples, no p-value.
 - diversity (when the models sampled): per pair of learned models of different paradigms, Div-1,
   Div-2, mBLEU-4 and Self-CIDEr at matched mean-of-k CIDEr (the middle of the range both curves
   reach, bench/report/diversity.py), A - B with an unadjusted interval over images.
@@ -70,6 +74,63 @@ def _axis(metric: str) -> str:
     return metric
 
 
+def _beats_all(found: list[dict[str, Any]], side: str, model: str, others: set[str], sign: int) -> list | None:
+    """The tests of `model` (on `side`, "a" or "b") against every model of the other paradigm, when it
+    significantly beats each of them; else None."""
+    other = "b" if side == "a" else "a"
+    mine = [t for t in found if t[f"model_{side}"] == model]
+    if {t[f"model_{other}"] for t in mine} != others:
+        return None
+    ahead = (1 if side == "a" else -1) * sign
+    return mine if all(t["p_holm"] <= ALPHA and ahead * t["delta"] > 0 for t in mine) else None
+
+
+def _interval(t: dict[str, Any], scale: float, digits: int) -> str:
+    if "low_holm" not in t:  # comparisons written before adjusted intervals existed
+        return f"[{scale * t['low']:+.{digits}f}, {scale * t['high']:+.{digits}f}] (unadjusted)"
+    low, high = t["low_holm"], t["high_holm"]
+    if low is None or high is None:
+        return "unbounded"
+    return f"[{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+
+
+def _p_cell(t: dict[str, Any]) -> str:
+    floor = t.get("p_floor")
+    at_floor = floor is not None and t["p"] <= floor * (1 + 1e-9)
+    return f"<= {t['p_holm']:.2g}" if at_floor else _p(t["p_holm"])
+
+
+def pair_row(metric: str, pa: str, pb: str, found: list[dict[str, Any]]) -> VerdictRow:
+    """One axis for two paradigms: "pa ahead" only when one model of pa significantly beats every model
+    of pb (an intersection-union test: its p is the largest Holm-adjusted p of those tests), and the same
+    the other way; no representative is picked on the test split."""
+    sign = 1 if found[0].get("higher_is_better", True) else -1
+    models_a = list(dict.fromkeys(t["model_a"] for t in found))
+    models_b = list(dict.fromkeys(t["model_b"] for t in found))
+    word = " more diverse" if metric.startswith("diversity ") else " ahead"
+    winner = None
+    for side, models, others, paradigm, rival in (("a", models_a, set(models_b), pa, pb),
+                                                 ("b", models_b, set(models_a), pb, pa)):
+        for m in models:
+            tests = _beats_all(found, side, m, others, sign)
+            if tests is not None:
+                t = max(tests, key=lambda t: (t["p_holm"], sign * (1 if side == "a" else -1) * -t["delta"]))
+                winner = (t, f"{paradigm}{word} ({m} beats every {rival} model)")
+                break
+        if winner:
+            break
+    if winner is None:
+        best_a = max(models_a, key=lambda m: sign * next(t["score_a"] for t in found if t["model_a"] == m))
+        best_b = max(models_b, key=lambda m: sign * next(t["score_b"] for t in found if t["model_b"] == m))
+        t = next(t for t in found if t["model_a"] == best_a and t["model_b"] == best_b)
+        winner = (t, "no significant difference" if t["p_holm"] > ALPHA
+                  else f"neither ahead of every model (best of each: {t['model_a' if sign * t['delta'] > 0 else 'model_b']} better)")
+    t, verdict = winner
+    scale, digits = (1, 3) if metric.startswith("diversity ") else (100, 1)
+    return VerdictRow(_axis(metric), _side(pa, t["model_a"]), _side(pb, t["model_b"]),
+                      f"{scale * t['delta']:+.{digits}f}", _interval(t, scale, digits), _p_cell(t), verdict)
+
+
 def quality_rows(tests: list[dict[str, Any]], groups: dict[str, list[Entry]], task: str) -> list[VerdictRow]:
     """Tested axes (quality metrics, then diversity) from comparisons.json's paradigm tests."""
     rows = []
@@ -82,64 +143,54 @@ def quality_rows(tests: list[dict[str, Any]], groups: dict[str, list[Entry]], ta
         for n, pa in enumerate(paradigms):
             for pb in paradigms[n + 1:]:
                 found = [t for t in mine if t["metric"] == metric and t["paradigm_a"] == pa and t["paradigm_b"] == pb]
-                if not found:
-                    continue
-                sign = 1 if found[0].get("higher_is_better", True) else -1
-                best_a = max(found, key=lambda t: sign * t["score_a"])["model_a"]
-                best_b = max(found, key=lambda t: sign * t["score_b"])["model_b"]
-                t = next(t for t in found if t["model_a"] == best_a and t["model_b"] == best_b)
-                word = " more diverse" if metric.startswith("diversity ") else " ahead"
-                verdict = ((pa if sign * t["delta"] > 0 else pb) + word if t["p_holm"] <= ALPHA
-                           else "no significant difference")
-                scale, digits = (1, 3) if metric.startswith("diversity ") else (100, 1)
-                rows.append(VerdictRow(_axis(metric), _side(pa, best_a), _side(pb, best_b),
-                                       f"{scale * t['delta']:+.{digits}f}",
-                                       f"[{scale * t['low']:+.{digits}f}, {scale * t['high']:+.{digits}f}]",
-                                       _p(t["p_holm"]), verdict))
+                if found:
+                    rows.append(pair_row(metric, pa, pb, found))
     return rows
 
 
-def _curve(e: Entry) -> list[tuple[float, float]]:
-    """(CIDEr, batch-1 latency s) per decoding setting: CIDEr the mean over every seed, latency the mean
-    over the seeds that timed it (latency does not depend on the seed; a suite may time one seed only)."""
-    cider: dict[tuple[str, str], list[float]] = {}
-    seconds: dict[tuple[str, str], list[float]] = {}
-    for run in e.runs:
-        lat = run.latency or {}
-        for row in run.sweep:
-            if "CIDEr" in row.get("corpus", {}):
-                cider.setdefault((row["knob"], str(row["value"])), []).append(row["corpus"]["CIDEr"])
-        for knob, timed in lat.get("sweeps", {}).items():
-            for s in timed:
-                seconds.setdefault((knob, str(s.get("setting", {}).get(knob))), []).append(s["median_s"])
-        if run.corpus("CIDEr") is not None:
-            cider.setdefault(("default", ""), []).append(run.corpus("CIDEr"))
-        if "batch1" in lat:
-            seconds.setdefault(("default", ""), []).append(lat["batch1"]["median_s"])
-    return [(statistics.fmean(c), statistics.fmean(seconds[key])) for key, c in cider.items()
-            if len(c) == len(e.runs) and key in seconds]
+def _ms(t: float | None) -> str:
+    return "unreachable" if t is None else f"{1000 * t:.1f} ms"
 
 
 def latency_row(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
-    curves = {e.label: _curve(e) for g in groups.values() for e in g}
-    curves = {k: v for k, v in curves.items() if v}
-    paradigms = [p for p in groups if any(e.label in curves for e in groups[p])]
-    if len(paradigms) < 2:
-        return []
-    level = min(max(c for c, _ in v) for v in curves.values())  # every model reaches it somewhere
+    """Per pair of learned models of different paradigms (bench/report/cost.py): the latency ratio A / B
+    at CIDEr targets inside both reachable ranges (and at the better model's best CIDEr, which the other
+    cannot reach), then CIDEr A - B at common latencies. Timings are not resampled: the interval comes
+    from the CIDEr resamples of the sweep; no test, so no p."""
+    from bench.report.cost import compare_pair, curve
 
-    def fastest(p: str) -> tuple[float, str]:
-        return min((min(t for c, t in curves[e.label] if c >= level), e.label) for e in groups[p] if e.label in curves)
-
+    curves = {e.label: curve(e) for g in groups.values() for e in g}
+    paradigms = list(groups)
     rows = []
     for n, pa in enumerate(paradigms):
         for pb in paradigms[n + 1:]:
-            (ta, la), (tb, lb) = fastest(pa), fastest(pb)
-            rows.append(VerdictRow(f"latency at CIDEr >= {100 * level:.1f} (batch 1)",
-                                   _side(pa, f"{la} {1000 * ta:.1f} ms"), _side(pb, f"{lb} {1000 * tb:.1f} ms"),
-                                   f"x{ta / tb:.2f}", "–", "–",
-                                   f"{NO_TEST} (timings; {pa if ta < tb else pb} faster)"))
+            for ea in groups[pa]:
+                for eb in groups[pb]:
+                    rows += [_cost_row(c, pa, pb, ea.label, eb.label)
+                             for c in compare_pair(curves[ea.label], curves[eb.label])]
     return rows
+
+
+def _cost_row(c, pa: str, pb: str, la: str, lb: str) -> VerdictRow:
+    interval = "–" if c.low is None else (f"[x{c.low:.2f}, x{c.high:.2f}]" if c.kind == "latency at CIDEr"
+                                          else f"[{100 * c.low:+.1f}, {100 * c.high:+.1f}]")
+    if c.reached < 1.0 and c.low is not None:
+        interval += f" ({100 * c.reached:.0f}% of resamples reach it)"
+    if c.kind == "latency at CIDEr":
+        axis = f"latency at CIDEr {100 * c.level:.1f} (batch 1, along each front)"
+        a, b = _side(pa, f"{la} {_ms(c.a)}"), _side(pb, f"{lb} {_ms(c.b)}")
+        diff = "–" if c.value is None else f"x{c.value:.2f}"
+        if c.value is None:
+            verdict = f"{NO_TEST} ({la if c.a is None else lb} cannot reach it)"
+        else:
+            verdict = f"{NO_TEST} (timings; {pa if c.value < 1 else pb} faster)"
+    else:
+        axis = f"CIDEr at {1000 * c.level:.1f} ms (batch 1, along each front)"
+        fmt = lambda q: "out of range" if q is None else f"{100 * q:.1f}"  # noqa: E731
+        a, b = _side(pa, f"{la} {fmt(c.a)}"), _side(pb, f"{lb} {fmt(c.b)}")
+        diff = "–" if c.value is None else f"{100 * c.value:+.1f}"
+        verdict = NO_TEST + ("" if c.value is None else f" (timings; {pa if c.value > 0 else pb} better at equal latency)")
+    return VerdictRow(axis, a, b, diff, interval, "–", verdict)
 
 
 def diversity_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
@@ -226,15 +277,24 @@ def verdict_rows(entries: list[Entry], comparisons: dict[str, Any] | None, task:
 def verdict_note(comparisons: dict[str, Any] | None) -> str:
     method = (comparisons or {}).get("method", "no comparisons recorded")
     n = (comparisons or {}).get("n_resamples")
-    return (f"Each side: the best learned model of that paradigm on the axis. Quality: A - B x100, 95% interval "
-            f"and p from the {method}" + (f" ({n} resamples)" if n else "") + f"; significant at {ALPHA}. Latency "
-            "at equal quality: lowest batch-1 latency reaching the highest CIDEr every model reaches on its "
-            "sweep. Diversity: A - B at the same mean-of-k CIDEr (x100, in the axis) on each model's temperature curve, unadjusted 95% interval over images. Error propagation: each model and level on its own (default probe setting), drop beyond the substituted word net of the right-word control, 95% interval over images and seeds; descriptive.")
+    return ("No representative is picked on the test split (the eval phase scores the test split only; no "
+            "validation scores exist): a paradigm is ahead on an axis only when one of its models beats every "
+            "model of the other paradigm, and the row shows that model against its closest rival (the p is the "
+            "largest Holm-adjusted p of those tests). "
+            f"Quality: A - B x100, interval and p from the {method}" + (f" ({n} resamples)" if n else "") +
+            f"; significant at {ALPHA}; the interval is Holm-adjusted (it excludes 0 exactly when the test is "
+            "significant); a p at the resampling floor is printed as \"<= x\". Latency at equal quality: per "
+            "pair, the latency ratio A / B at CIDEr targets inside both models' reachable ranges, interpolated "
+            "along each model's own Pareto front (log latency, never extrapolated). Diversity: A - B at the "
+            "same mean-of-k CIDEr (x100, in the axis) on each model's temperature curve, unadjusted 95% interval "
+            "over images. Error propagation: each model and level on its own (default probe setting), drop "
+            "beyond the substituted word net of the right-word control, 95% interval over images and seeds; "
+            "descriptive.")
 
 
 # ---------------------------------------------------------------- renderers
 
-HEADER = ["axis", "A", "B", "A - B", "95% interval", "p (Holm)", "verdict"]
+HEADER = ["axis", "A", "B", "A - B", "interval (Holm-adjusted)", "p (Holm)", "verdict"]
 
 
 def _cells(r: VerdictRow) -> list[str]:
@@ -254,7 +314,7 @@ def verdict_latex(rows: list[VerdictRow], note: str, prov, caption: str, label: 
 
     lines = ["% Generated by `bench report` from the result files; do not edit. Needs \\usepackage{booktabs}.",
              "\\begin{table*}[t]", "\\centering", "\\small", "\\begin{tabular}{lllrllp{4.2cm}}", "\\toprule",
-             "Axis & A & B & A $-$ B & 95\\% interval & $p$ (Holm) & Verdict \\\\", "\\midrule"]
+             "Axis & A & B & A $-$ B & Interval (Holm-adjusted) & $p$ (Holm) & Verdict \\\\", "\\midrule"]
     for r in rows:
         lines.append(" & ".join(tex_escape(c) for c in _cells(r)) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
