@@ -178,7 +178,8 @@ def one_line_answer(task: str, verdict: dict[str, list[Any]]) -> str:
         diff = f"A / B = {diff[1:]}" if diff.startswith("x") else f"A - B {diff}"
         detail = f"{cell.get('A', '')} vs {cell.get('B', '')}, {diff}"
         if cell.get("p (Holm)", "–") not in ("", "–"):
-            detail += f" {cell.get('95% interval', '')}, p {cell['p (Holm)']}"
+            interval = cell.get("interval (Holm-adjusted)", cell.get("95% interval", ""))
+            detail += f" {interval}, p {cell['p (Holm)']}"
         parts.append(f"{cell['axis']}: {cell.get('verdict', '')} ({detail})")
     return f"{task}: " + "; ".join(parts)
 

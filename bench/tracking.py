@@ -138,7 +138,6 @@ class MlflowTracker:
         self.artifact_root = (results_dir / "mlartifacts").resolve()
         self.results_dir = results_dir.resolve()
         self.parent_id: str | None = None
-        self.results_dir = str(results_dir.resolve())
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
 
@@ -159,7 +158,7 @@ class MlflowTracker:
         invocation = {k: v for k, v in (invocation or {}).items() if v}
         words = [time.strftime("%Y-%m-%d %H:%M:%S")] + [f"{k}={v}" if v != "true" else k
                                                          for k, v in invocation.items()]
-        tags = {"bench.suite": suite, "bench.kind": "suite", "bench.results_dir": self.results_dir,
+        tags = {"bench.suite": suite, "bench.kind": "suite", "bench.results_dir": str(self.results_dir),
                 **{f"bench.{k}": v for k, v in invocation.items()}}
         self._close_abandoned(suite)
         run = self.client.create_run(self.experiment_id, run_name=" ".join([suite, *words]), tags=tags)
@@ -174,7 +173,7 @@ class MlflowTracker:
             [self.experiment_id], filter_string=f"tags.`bench.kind` = 'suite' AND tags.`bench.suite` = '{suite}' "
                                                 f"AND attributes.status = 'RUNNING'")
         for run in running:
-            if run.data.tags.get("bench.results_dir", self.results_dir) == self.results_dir:
+            if run.data.tags.get("bench.results_dir", str(self.results_dir)) == str(self.results_dir):
                 self.client.set_tag(run.info.run_id, "bench.closed", "driver gone; closed by a later invocation")
                 self.client.set_terminated(run.info.run_id, "KILLED")
 

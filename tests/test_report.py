@@ -481,7 +481,7 @@ def test_verdict_error_propagation_is_descriptive(tmp_path):
     assert set(errprop) == {"diffusion: ladic-mini (0.2; seeds 0)", "diffusion: ladic-mini (0.5; seeds 0)",
                             "diffusion: ladic-mini (0.8; seeds 0)", "autoregressive: vit-gpt2-mini (when generated; seeds 0 1)"}
     late = errprop["diffusion: ladic-mini (0.8; seeds 0)"]  # propagation 0.13 - 0.04 = 0.09, interval [0.06, 0.12]
-    assert (late["A - B"], late["95% interval"]) == ("+9.0", "[+6.0, +12.0]")
+    assert (late["A - B"], late["interval (Holm-adjusted)"]) == ("+9.0", "[+6.0, +12.0] (unadjusted)")
     assert late["verdict"] == "not tested: propagates: loses more than the substituted word"
     # 0.05 - 0.04 = 0.01 with resamples -0.02, 0.01, 0.04 for both seeds: the interval holds 0
     vit = errprop["autoregressive: vit-gpt2-mini (when generated; seeds 0 1)"]

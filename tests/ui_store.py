@@ -8,7 +8,7 @@ from pathlib import Path
 #: CIDEr per (label, seed): the runs table shows each, and the group rows their mean over seeds.
 CIDER = {("constant", 0): 0.312, ("constant", 1): 0.334, ("nearest-neighbour", 0): 0.871,
          ("nearest-neighbour", 1): 0.893}
-VERDICT_CSV = """axis,A,B,A - B,95% interval,p (Holm),verdict
+VERDICT_CSV = """axis,A,B,A - B,interval (Holm-adjusted),p (Holm),verdict
 BLEU-4,diffusion: nearest-neighbour,autoregressive: constant,+12.0,"[+8.0, +16.0]",0.0012,diffusion ahead
 CIDEr,diffusion: nearest-neighbour,autoregressive: constant,+55.9,"[+40.1, +70.2]",0.0004,diffusion ahead
 latency at CIDEr >= 31.2 (batch 1),diffusion: nearest-neighbour 3.0 ms,autoregressive: constant 1.0 ms,x3.00,–,–,not tested (timings; autoregressive faster)

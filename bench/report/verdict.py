@@ -220,7 +220,7 @@ def diversity_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
         sa, sb = r["seeds"]  # the seed whose diversity phase ran (a suite may run it on one seed only)
         rows.append(VerdictRow(f"{axis} {100 * t['quality']:.1f}", _side(pa, f"{r['a'].label} {t['a']:.3f} (seed {sa})"),
                                _side(pb, f"{r['b'].label} {t['b']:.3f} (seed {sb})"), f"{t['delta']:+.3f}",
-                               f"[{t['low']:+.3f}, {t['high']:+.3f}]", "–", verdict))
+                               f"[{t['low']:+.3f}, {t['high']:+.3f}] (unadjusted)", "–", verdict))
     return rows
 
 
@@ -245,7 +245,7 @@ def errprop_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
                 verdict = ("no evidence either way (interval contains 0)" if not low > 0 and not high < 0 else
                            "propagates: loses more than the substituted word" if low > 0 else
                            "repairs: loses less than the substituted word")
-                interval = "–" if low != low else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+                interval = "–" if low != low else f"[{100 * low:+.1f}, {100 * high:+.1f}] (unadjusted)"
                 rows.append(VerdictRow(ERRPROP_AXIS, _side(paradigm, f"{e.label} ({level_label(level)}; seeds {seeds})"), "–",
                                        f"{100 * point:+.1f}", interval, "–", f"{NO_TEST}: {verdict}"))
     rates = {p: [f"{e.label} {100 * v:.1f}%" for e in g if (v := _repetition(e)) is not None] for p, g in groups.items()}
