@@ -21,6 +21,7 @@ import torch
 from bench.api import Generation, VariantInfo
 from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, length_knobs
 from models.counting import counted_calls, tokens_before_end
+from models.hf_stack import generate_options, weights_dtype
 from models.scratch import ScratchCaptioner, ScratchConfig
 from models.text import BOS, EOS, PAD
 
@@ -46,6 +47,7 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
     config_class = VitGpt2Config
     knobs = (beam_knob(), *length_knobs())
     probes = AUTOREGRESSIVE_PROBES
+    stacks, dtypes = ("eager", "compiled"), ("fp32", "bf16")  # models/hf_stack.py
     config: VitGpt2Config
 
     def build_module(self, vocab_size: int) -> torch.nn.Module:
@@ -107,7 +109,7 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
         self.module.eval()
         with counted_calls(self.module.decoder) as passes:  # the encoder runs once, outside the count
             out = self.module.generate(
-                pixel_values=pixel_values,
+                pixel_values=pixel_values.to(weights_dtype(self.module)), **generate_options(self),
                 num_beams=num_beams or self.config.num_beams,
                 max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                 min_new_tokens=min_new_tokens,  # forcing a length (latency vs length) bans [EOS] until then
