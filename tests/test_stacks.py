@@ -121,3 +121,15 @@ def test_compiled_and_eager_give_identical_captions_in_fp32(tiny, pixels):
     finally:
         tiny.set_stack("fp32", "eager")
     assert compiled == eager
+
+
+def test_bench_latency_takes_dtype_and_stack(tiny):
+    from models.ladic.benchmark import compare_latency, format_table
+
+    with pytest.raises(ValueError, match="stack 'graph' is not supported by LaDiCCaptioner"):
+        compare_latency("ladic-tiny", steps=[1], stack="graph")
+    rows = compare_latency("ladic-tiny", steps=[1], n_images=1, warmup=0, model=tiny, dtype="bf16")
+    assert {(r["dtype"], r["stack"]) for r in rows} == {("bf16", "eager")}
+    assert "bf16 eager" in format_table(rows)
+    assert tiny.inference_dtype == "bf16"
+    tiny.set_stack("fp32", "eager")
