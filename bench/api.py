@@ -41,6 +41,12 @@ STACKS = ("eager", "compiled", "graph")
 #: noise stay float32, so the same noise reaches both dtypes.
 DTYPES = ("fp32", "bf16")
 
+
+
+class StackError(ValueError):
+    """A dtype or inference stack the captioner does not support (the CLI prints it without a traceback)."""
+
+
 #: A word, as every probe counts positions: lower-cased alphanumerics, an apostrophe suffix kept.
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -264,14 +270,14 @@ class Captioner(ABC):
 
     @classmethod
     def check_stack(cls, dtype: str = "fp32", stack: str = "eager") -> tuple[str, str]:
-        """(dtype, stack) when this captioner supports both; else a ValueError naming the captioner and
+        """(dtype, stack) when this captioner supports both; else a StackError (a ValueError) naming the captioner and
         what it supports (and, for a stack it declares unsupported, why)."""
         if dtype not in cls.dtypes:
-            raise ValueError(f"dtype {dtype!r} is not supported by {cls.__name__}; supported: "
+            raise StackError(f"dtype {dtype!r} is not supported by {cls.__name__}; supported: "
                              f"{', '.join(cls.dtypes)} (known dtypes: {', '.join(DTYPES)})")
         if stack not in cls.stacks:
             why = f" ({cls.stack_notes[stack]})" if stack in cls.stack_notes else ""
-            raise ValueError(f"stack {stack!r} is not supported by {cls.__name__}{why}; supported: "
+            raise StackError(f"stack {stack!r} is not supported by {cls.__name__}{why}; supported: "
                              f"{', '.join(cls.stacks)} (known stacks: {', '.join(STACKS)})")
         return dtype, stack
 

@@ -133,3 +133,23 @@ def test_bench_latency_takes_dtype_and_stack(tiny):
     assert "bf16 eager" in format_table(rows)
     assert tiny.inference_dtype == "bf16"
     tiny.set_stack("fp32", "eager")
+
+
+def test_suite_latency_stack_is_checked_against_each_model_before_any_work(write_config):
+    from bench.config import ConfigError, load_config
+    from bench.validate import validate_suite
+
+    suite = """
+executor: {kind: local}
+tracking: {kind: none}
+suites:
+  mini:
+    tasks: [shapes]
+    phases: [train, latency]
+    latency: {stack: %s, dtype: bf16}
+    models: [ladic-tiny]
+"""
+    with pytest.raises(ConfigError, match=r"suites.mini.latency: stack 'graph' is not supported by LaDiCCaptioner"
+                                          r".*\(model 'ladic-tiny'\)"):
+        validate_suite(load_config(write_config(suite % "graph")), "mini", data=False, create_results=False)
+    validate_suite(load_config(write_config(suite % "compiled")), "mini", data=False, create_results=False)
