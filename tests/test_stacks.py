@@ -153,3 +153,27 @@ suites:
                                           r".*\(model 'ladic-tiny'\)"):
         validate_suite(load_config(write_config(suite % "graph")), "mini", data=False, create_results=False)
     validate_suite(load_config(write_config(suite % "compiled")), "mini", data=False, create_results=False)
+
+
+def test_a_chosen_stack_changes_the_latency_job_key_and_the_default_keeps_it(write_config):
+    from bench.config import load_config
+    from bench.plan import plan_suite
+
+    suite = """
+executor: {kind: local}
+tracking: {kind: none}
+suites:
+  mini:
+    tasks: [shapes]
+    phases: [train, latency]
+    latency: %s
+    models: [ladic-tiny]
+"""
+
+    def key(latency: str) -> str:
+        return plan_suite(load_config(write_config(suite % latency)), "mini")[0].key
+
+    assert key("{images: 4}") == key("{images: 4, dtype: fp32, stack: eager}")
+    assert key("{images: 4}") != key("{images: 4, dtype: bf16}") != key("{images: 4, stack: compiled}")
+    identity = plan_suite(load_config(write_config(suite % "{images: 4}")), "mini")[0].identity()
+    assert "dtype" not in identity["latency"] and "stack" not in identity["latency"]
