@@ -177,3 +177,12 @@ suites:
     assert key("{images: 4}") != key("{images: 4, dtype: bf16}") != key("{images: 4, stack: compiled}")
     identity = plan_suite(load_config(write_config(suite % "{images: 4}")), "mini")[0].identity()
     assert "dtype" not in identity["latency"] and "stack" not in identity["latency"]
+
+
+def test_latency_table_dtype_cell_names_a_stack_other_than_eager():
+    from bench.report.tables import _dtype_and_stack
+
+    assert _dtype_and_stack({"environment": {"dtype": "float32"}}) == "float32"  # results made before stacks
+    assert _dtype_and_stack({"environment": {"dtype": "bfloat16"}, "stack": {"stack": "eager"}}) == "bfloat16"
+    assert _dtype_and_stack({"environment": {"dtype": "bfloat16"},
+                             "stack": {"stack": "compiled"}}) == "bfloat16, compiled"
