@@ -186,3 +186,26 @@ def test_latency_table_dtype_cell_names_a_stack_other_than_eager():
     assert _dtype_and_stack({"environment": {"dtype": "bfloat16"}, "stack": {"stack": "eager"}}) == "bfloat16"
     assert _dtype_and_stack({"environment": {"dtype": "bfloat16"},
                              "stack": {"stack": "compiled"}}) == "bfloat16, compiled"
+
+
+def test_a_latency_job_records_its_stack_in_latency_json_and_the_result(write_config):
+    from bench.config import load_config
+    from bench.plan import plan_suite
+    from bench.results import read_json
+    from bench.runner import run_job
+
+    suite = """
+executor: {kind: local}
+tracking: {kind: none}
+suites:
+  mini:
+    tasks: [shapes]
+    phases: [train, latency]
+    latency: {images: 1, batch_sizes: [1], repeats: 1, warmup: 0}
+    models: [constant]
+"""
+    job = plan_suite(load_config(write_config(suite)), "mini")[0]
+    result = run_job(job)
+    stack = read_json(job.dir / "latency.json")["stack"]
+    assert (stack["dtype"], stack["stack"], stack["stacks"]) == ("fp32", "eager", ["eager"])
+    assert set(stack["unsupported"]) == {"compiled", "graph"} and result["latency"]["stack"] == "eager"
