@@ -1,10 +1,10 @@
 """The inference stack of captioners that decode with transformers' `generate` (ViT-GPT2; BLIP and GIT
 take bf16 only: see `PretrainedCaptioner.stack_notes`).
 
-`stack: compiled` is transformers' own fast path: a static KV cache (`cache_implementation="static"`,
-preallocated to the longest generation, so every decoding step has the same shapes), with which
-`generate` compiles the model's forward by torch.compile itself on an accelerator (transformers 5
-compiles only on cuda/xpu/mps/... devices; on a CPU the compiled stack runs the static cache uncompiled).
+`stack: compiled` is a static KV cache (`cache_implementation="static"`, preallocated to the longest
+generation, so every decoding step has the same shapes) and the decoder's forward under torch.compile
+(ViT-GPT2 compiles it itself: transformers' generate compiles on its own only greedy or sampled decoding
+on an accelerator, and not with this encoder-decoder cache).
 `dtype: bf16`: the weights are converted (Captioner.convert_weights) and the pixels cast to them.
 """
 

@@ -78,6 +78,16 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
         model.generation_config.bos_token_id = BOS
         return model
 
+    def apply_stack(self, dtype: str, stack: str) -> None:
+        """bf16: converted weights; compiled: the static KV cache (generate_options) and the GPT-2
+        decoder's forward under torch.compile, which transformers' generate does not do itself for
+        an encoder-decoder cache or for beam search."""
+        super().apply_stack(dtype, stack)
+        decoder = self.module.decoder
+        decoder.__dict__.pop("forward", None)  # eager: the class's forward again
+        if stack == "compiled":
+            decoder.forward = torch.compile(decoder.forward, dynamic=False)
+
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids = batch["input_ids"]
         # Targets are the tokens after [BOS]; the model shifts them right behind decoder_start=[BOS].

@@ -39,11 +39,14 @@ def _run(model, pixels, **decoding):
         return model.generate(pixels, **decoding)
 
 
-def test_static_cache_stack_gives_the_eager_captions(samples):
+@pytest.mark.slow
+@pytest.mark.parametrize("beams", [1, 3])
+def test_compiled_stack_gives_the_eager_captions_in_fp32(beams, samples):
     model = _vit_gpt2(samples)
     pixels = _pixels(model, samples)
-    eager = _run(model, pixels)
+    eager = _run(model, pixels, num_beams=beams)
     model.set_stack("fp32", "compiled")
+    assert "forward" in model.module.decoder.__dict__  # the decoder's forward is torch.compile'd
     seen = []
     original = model.module.generate
 
@@ -53,10 +56,11 @@ def test_static_cache_stack_gives_the_eager_captions(samples):
 
     model.module.generate = spy
     try:
-        static = _run(model, pixels)
+        static = _run(model, pixels, num_beams=beams)
     finally:
         del model.module.generate
         model.set_stack("fp32", "eager")
+    assert "forward" not in model.module.decoder.__dict__  # eager again
     assert seen == ["static"]  # the compiled stack really asked for transformers' static cache
     assert static.captions == eager.captions and static.tokens == eager.tokens
 
