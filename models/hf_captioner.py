@@ -112,7 +112,7 @@ class PretrainedCaptioner(ForcedPrefixProbes, Captioner):
     config: PretrainedCaptionerConfig
     dtypes = ("fp32", "bf16")  # models/hf_stack.py
     # No compiled stack (a static KV cache, which transformers' generate compiles): in transformers 5.25
-    # both fail with one; bench/device_check.py and the latency phase record this reason.
+    # both fail with one; latency.json records this reason (Captioner.stack_record).
     stack_notes = {"compiled": "transformers' GIT and BLIP generate fail with a static KV cache "
                                "(StaticCache.update: index out of bounds, GIT: 'Tensors must have same "
                                "number of dimensions'), so generate cannot compile their decoding step"}

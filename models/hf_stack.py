@@ -3,8 +3,8 @@ take bf16 only: see `PretrainedCaptioner.stack_notes`).
 
 `stack: compiled` is a static KV cache (`cache_implementation="static"`, preallocated to the longest
 generation, so every decoding step has the same shapes) and the decoder's forward under torch.compile
-(ViT-GPT2 compiles it itself: transformers' generate compiles on its own only greedy or sampled decoding
-on an accelerator, and not with this encoder-decoder cache).
+(ViT-GPT2 compiles it itself: transformers' generate compiles on its own only greedy or sampled decoding,
+only on an accelerator, and declined to for this encoder-decoder cache when forced on a CPU).
 `dtype: bf16`: the weights are converted (Captioner.convert_weights) and the pixels cast to them.
 """
 
