@@ -209,3 +209,11 @@ suites:
     stack = read_json(job.dir / "latency.json")["stack"]
     assert (stack["dtype"], stack["stack"], stack["stacks"]) == ("fp32", "eager", ["eager"])
     assert set(stack["unsupported"]) == {"compiled", "graph"} and result["latency"]["stack"] == "eager"
+
+
+def test_a_stack_before_the_network_exists_is_an_error_but_the_default_is_not():
+    model = LaDiCCaptioner(LaDiCCaptioner.variant_config("ladic-tiny"))
+    model.set_stack("fp32", "eager")
+    with pytest.raises(RuntimeError, match="call prepare"):
+        model.set_stack("bf16", "eager")
+    assert model.inference_dtype == "fp32"

@@ -178,6 +178,8 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
     def apply_stack(self, dtype: str, stack: str) -> None:
         """bf16: the image encoder and diffuser converted (the latent head stays fp32); compiled: the
         optimized sampler's passes under torch.compile (models/ladic/stack.py)."""
+        if self.network is None and (dtype, stack) == ("fp32", "eager"):
+            return  # nothing built, nothing to convert; any other stack needs the network (self.module)
         self.convert_weights(dtype, [self.module.image_encoder, self.module.diffuser])
         self._passes = make_passes(self.module, stack)
 
