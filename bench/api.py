@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+# DTYPES, STACKS and StackError are re-exported: the stacks are part of the captioner contract.
+from bench.stacks import DTYPES, STACKS, InferenceStacks, StackError  # noqa: F401
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
@@ -183,7 +186,7 @@ class CaptionerConfig:
         return dataclasses.asdict(self)
 
 
-class Captioner(ABC):
+class Captioner(InferenceStacks, ABC):
     """An image captioner the harness can train, run and time.
 
     The life of a captioner inside a job:
@@ -218,7 +221,6 @@ class Captioner(ABC):
     sampling_methods: ClassVar[tuple[str, ...]] = ()
     #: decoding overrides each errprop probe also runs under, each its own curve (e.g. Back&Refine off).
     probe_settings: ClassVar[tuple[dict[str, Any], ...]] = ({},)
-
     def __init__(self, config: CaptionerConfig):
         self.config = config
         self._device = "cpu"
@@ -257,6 +259,7 @@ class Captioner(ABC):
         return {"paradigm": cls.paradigm, "pretraining": info.pretraining, "description": info.description,
                 "parameters": info.parameters, "trainable": cls.trainable, "probes": sorted(cls.probes),
                 "injection_levels": list(cls.injection_levels), "sampling_methods": list(cls.sampling_methods),
+                "stacks": list(cls.stacks), "dtypes": list(cls.dtypes),
                 "knobs": [{"name": k.name, "type": k.type.__name__, "default": k.default, "sweep": list(k.sweep),
                            "cost": k.cost, "label": k.label or k.name} for k in cls.knobs]}
 

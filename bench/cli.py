@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--images", type=int, default=2, help="images timed per setting")
     latency.add_argument("--pretrained", action="store_true",
                          help="load the pretrained weights (default: random init, same architecture)")
+    latency.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                         help="weights' dtype (bf16: converted weights; sampler state and noise stay fp32)")
+    latency.add_argument("--stack", choices=("eager", "compiled", "graph"), default="eager",
+                         help="inference stack (one the model declares; compiled: torch.compile of its passes)")
 
     # Listed here for `bench --help`; main() hands its arguments to bench/device_check.py untouched.
     sub.add_parser("device-check", add_help=False,
@@ -246,7 +250,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
 
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
     rows = compare_latency(args.model, steps, args.device, batch_size=args.batch_size,
-                           n_images=args.images, pretrained=args.pretrained)
+                           n_images=args.images, pretrained=args.pretrained, dtype=args.dtype, stack=args.stack)
     print(format_table(rows))
     return 0
 

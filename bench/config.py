@@ -130,6 +130,9 @@ class LatencyConfig(_Strict):
     sweep: dict[str, list[Any]] = Field(default_factory=dict, description="knob -> values timed at batch 1")
     lengths: list[int] = Field(default_factory=lambda: [8, 10, 12, 14, 16, 18, 20],
                                description="forced generated lengths (tokens), forced_length probe")
+    dtype: Literal["fp32", "bf16"] = Field("fp32", description="weights' dtype (bf16: converted, not autocast)")
+    stack: Literal["eager", "compiled", "graph"] = Field("eager", description="inference stack (the captioner's "
+                                                         "`stacks`)")
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,9 @@
 
 from bench.config import ConfigError
 from bench.registry import RegistryError
+from bench.stacks import StackError
 from models.weights import WeightsNotFound
 from tasks.karpathy import DatasetError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, RegistryError, WeightsNotFound, DatasetError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError, RegistryError, WeightsNotFound, DatasetError,
+                                                    StackError)

@@ -62,7 +62,7 @@ class Job:
             "phases": list(self.phases),
             "train": _without(self.train, "train") if "train" in self.phases else None,
             "eval": _without(self.eval, "eval"), "decoding": self.decoding, "sweep": self.sweep,
-            "latency": self.latency if "latency" in self.phases else None,
+            "latency": _stack_if_chosen(self.latency) if "latency" in self.phases else None,
             "errprop": self.errprop if "errprop" in self.phases else None,
             # only where the phase runs, so the keys of jobs without it stay what they were
             **({"diversity": self.diversity} if "diversity" in self.phases else {}),
@@ -96,6 +96,13 @@ ONLY_WHEN_SET = {"train": (), "eval": ("clip", "instances")}
 def _without(settings: dict[str, Any], section: str) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in NOT_IN_IDENTITY[section]
             and not (k in ONLY_WHEN_SET[section] and not v)}
+
+
+def _stack_if_chosen(latency: dict[str, Any]) -> dict[str, Any]:
+    """The latency settings with dtype/stack left out at their defaults (fp32, eager), so the jobs of a
+    suite that chooses no stack keep the keys they had before stacks were settings."""
+    defaults = {"dtype": "fp32", "stack": "eager"}
+    return {k: v for k, v in latency.items() if k not in defaults or v != defaults[k]}
 
 
 def job_slug(label: str, task: str, seed: int) -> str:

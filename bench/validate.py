@@ -36,6 +36,8 @@ def validate_suite(cfg: BenchConfig, suite_name: str, data: bool = True, create_
     suite = cfg.suite(suite_name)
     for i, spec in enumerate(suite.models):
         _check_model(f"suites.{suite_name}.models.{i}", spec)
+        if "latency" in (spec.phases or suite.phases):
+            _check_stack(f"suites.{suite_name}.latency", spec.name, suite.latency.dtype, suite.latency.stack)
     for name in suite.tasks:
         _check_task_options(cfg, name)
     plan_suite(cfg, suite_name)  # duplicate rows, labels sharing a folder, weights identities
@@ -74,6 +76,16 @@ def _check_model(where: str, spec: ModelSpec) -> None:
     for knob, values in sweep.items():
         for value in values:
             _check_knobs(cls, spec.name, f"{where}.decoding.sweep", {knob: value})
+
+
+def _check_stack(where: str, model: str, dtype: str, stack: str) -> None:
+    """latency.dtype / latency.stack against what the captioner declares (Captioner.check_stack)."""
+    from bench.registry import captioner_class
+
+    try:
+        captioner_class(model).check_stack(dtype, stack)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err} (model {model!r})") from None
 
 
 def _check_knobs(cls: Any, model: str, where: str, decoding: dict[str, Any]) -> None:

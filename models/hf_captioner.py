@@ -36,6 +36,7 @@ from bench.api import Captioner, CaptionerConfig, Generation
 from bench.metrics.errprop import WORD
 from models.autoregressive import ForcedPrefixProbes, text_prefix
 from models.counting import counted_calls, tokens_before_end
+from models.hf_stack import weights_dtype
 from models.imaging import augment
 from models.weights import load_pretrained, load_pretrained_captioner, save_pretrained_captioner
 
@@ -109,6 +110,12 @@ class PretrainedCaptioner(ForcedPrefixProbes, Captioner):
     paradigm = "autoregressive"
     config_class = PretrainedCaptionerConfig
     config: PretrainedCaptionerConfig
+    dtypes = ("fp32", "bf16")  # models/hf_stack.py
+    # No compiled stack (a static KV cache, which transformers' generate compiles): in transformers 5.25
+    # both fail with one; latency.json records this reason (Captioner.stack_record).
+    stack_notes = {"compiled": "transformers' GIT and BLIP generate fail with a static KV cache "
+                               "(StaticCache.update: index out of bounds, GIT: 'Tensors must have same "
+                               "number of dimensions'), so generate cannot compile their decoding step"}
     #: transformers' model class (loaded by name, so importing this module does not import transformers).
     module_class: ClassVar[str]
     #: the variant whose settings a bare save_pretrained directory loads with, and the offline one.
@@ -244,6 +251,7 @@ class PretrainedCaptioner(ForcedPrefixProbes, Captioner):
         prefix = self._prefix(prompt)
         lengths = {**self._limit("max", max_length, max_new_tokens), **self._limit("min", min_length, min_new_tokens)}
         self.module.eval()
+        pixel_values = pixel_values.to(weights_dtype(self.module))  # bf16 stack: converted weights
         out = self.module.generate(
             pixel_values=pixel_values, input_ids=self._decoder_input([prefix] * len(pixel_values), pixel_values.device),
             num_beams=beams, do_sample=False, **options, **lengths,

@@ -27,6 +27,7 @@ from models.autoregressive import (
     text_prefix,
 )
 from models.counting import counted_calls, tokens_before_end
+from models.hf_stack import generate_options, weights_dtype
 from models.scratch import ScratchCaptioner, ScratchConfig
 from models.text import BOS, EOS, PAD
 
@@ -52,6 +53,7 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
     config_class = VitGpt2Config
     knobs = (beam_knob(), *length_knobs())
     probes = AUTOREGRESSIVE_PROBES
+    stacks, dtypes = ("eager", "compiled"), ("fp32", "bf16")  # models/hf_stack.py
     config: VitGpt2Config
 
     def build_module(self, vocab_size: int) -> torch.nn.Module:
@@ -81,6 +83,16 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
         model.generation_config.eos_token_id = EOS
         model.generation_config.bos_token_id = BOS
         return model
+
+    def apply_stack(self, dtype: str, stack: str) -> None:
+        """bf16: converted weights; compiled: the static KV cache (generate_options) and the GPT-2
+        decoder's forward under torch.compile, which transformers' generate does not do itself for
+        an encoder-decoder cache or for beam search."""
+        super().apply_stack(dtype, stack)
+        decoder = self.module.decoder
+        decoder.__dict__.pop("forward", None)  # eager: the class's forward again
+        if stack == "compiled":
+            decoder.forward = torch.compile(decoder.forward, dynamic=False)
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids = batch["input_ids"]
@@ -113,7 +125,7 @@ class VitGpt2Captioner(ForcedPrefixProbes, ScratchCaptioner):
         self.module.eval()
         with counted_calls(self.module.decoder) as passes:  # the encoder runs once, outside the count
             out = self.module.generate(
-                pixel_values=pixel_values,
+                pixel_values=pixel_values.to(weights_dtype(self.module)), **generate_options(self),
                 num_beams=num_beams or self.config.num_beams,
                 max_new_tokens=max_new_tokens or self.config.max_new_tokens,
                 min_new_tokens=min_new_tokens,  # forcing a length (latency vs length) bans [EOS] until then

@@ -13,7 +13,8 @@ node for it), so the numbers are not those of a shared machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench import files
@@ -65,6 +66,17 @@ def sweep_settings(captioner, cfg: dict[str, Any],
     return out
 
 
+@contextmanager
+def inference_stack(captioner, cfg: dict[str, Any]) -> Iterator[None]:
+    """The captioner under `latency.dtype` / `latency.stack` (an unsupported one is a ValueError naming
+    the captioner and what it supports), put back to fp32 eager afterwards for the phases that follow."""
+    captioner.set_stack(cfg.get("dtype", "fp32"), cfg.get("stack", "eager"))
+    try:
+        yield
+    finally:
+        captioner.set_stack("fp32", "eager")
+
+
 def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
@@ -84,7 +96,7 @@ def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
     sweeps = sweep_settings(captioner, cfg, job.sweep)
     log(f"latency on {len(kept)} images x {repeats} repeats, batch sizes {cfg['batch_sizes']}, "
         f"sweeps {', '.join(sweeps) or 'none'}")
-    with torch.inference_mode():
+    with inference_stack(captioner, cfg), torch.inference_mode():
         dtypes = observed_dtypes(captioner, lambda: captioner.generate(pixels[:1].to(captioner.device), **decoding))
         report: dict[str, Any] = {
             "environment": environment(captioner.device, dtypes), "decoding": decoding,
@@ -93,7 +105,7 @@ def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
             "batch1": batch1_latency(captioner, pixels, decoding, warmup, repeats),
             "throughput": throughput(captioner, pixels, decoding, cfg["batch_sizes"], warmup),
             "knobs": {k.name: k.label or k.name for k in captioner.knobs if k.name in sweeps},
-            "sweeps": {},
+            "sweeps": {}, "stack": captioner.stack_record(),
         }
         for name, (values, settings) in sweeps.items():
             report["sweeps"][name] = latency_sweep(captioner, pixels, decoding, settings, warmup, repeats, values)
@@ -101,7 +113,7 @@ def latency_phase(job: Job, task, captioner, log: Callable[[str], None]) -> dict
     b1 = report["batch1"]
     log(f"latency: median {1000 * b1['median_s']:.1f} ms/image at batch 1 (IQR {1000 * b1['iqr_s']:.1f} ms over "
         f"{repeats} repeats), {b1['network_evals']} network evals and {b1['tokens']} tokens per caption, "
-        f"{report['environment']['dtype']}")
+        f"{report['environment']['dtype']}, stack {report['stack']['stack']}")
     return headline(report)
 
 
@@ -111,7 +123,8 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     best = max((r.get("images_per_s", 0.0) for r in report["throughput"]), default=0.0)
     out = {"latency_median_s": b1["median_s"], "latency_p90_s": b1["p90_s"],
            "throughput_images_per_s": best, "network_evals": b1["network_evals"],
-           "device": report["environment"]["device"], "dtype": report["environment"].get("dtype", "")}
+           "device": report["environment"]["device"], "dtype": report["environment"].get("dtype", ""),
+           "stack": report.get("stack", {}).get("stack", "eager")}
     for key, name in (("iqr_s", "latency_iqr_s"), ("std_s", "latency_std_s"), ("tokens", "tokens_per_caption")):
         if b1.get(key) is not None:
             out[name] = b1[key]

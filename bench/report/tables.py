@@ -306,7 +306,7 @@ def latency_rows(entries: list[Entry]) -> list[LatencyRow]:
                                            if t.get("batch_size") == batch and "images_per_s" in t)
                                       for rep in reports])
             first.batch = batch
-        first.dtype = "/".join(sorted({str(rep.get("environment", {}).get("dtype", "?")) for rep in reports}))
+        first.dtype = "/".join(sorted({_dtype_and_stack(rep) for rep in reports}))
         rows.append(first)
         names = list(dict.fromkeys(n for rep in reports for n in rep.get("sweeps", {})))
         for name in names:
@@ -336,6 +336,13 @@ LATENCY_NOTE = ("Batch-1 latency: median over repeats of the per-image median af
                 "on the machine. Throughput: images/s at the largest batch measured, default decoding only. "
                 "Network evaluations and tokens: per caption, as run (decoder passes until the caption ended). "
                 "Seeds averaged.")
+
+
+def _dtype_and_stack(report: dict[str, Any]) -> str:
+    """The dtype cell: the dtype the run computed in, and the inference stack when not eager."""
+    dtype = str(report.get("environment", {}).get("dtype", "?"))
+    stack = report.get("stack", {}).get("stack", "eager")
+    return dtype if stack == "eager" else f"{dtype}, {stack}"
 
 
 def latency_markdown(rows: list[LatencyRow], prov: Provenance) -> str:

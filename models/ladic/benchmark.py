@@ -46,15 +46,22 @@ def _timed_captions(model, images: torch.Tensor, batch_size: int, mode: str,
 
 def compare_latency(variant: str, steps: list[int], device: str = "cpu", batch_size: int = 1,
                     n_images: int = 4, warmup: int = 1, pretrained: bool = False, seed: int = 0,
-                    model: Any = None, **decoding: Any) -> list[dict[str, Any]]:
+                    model: Any = None, dtype: str = "fp32", stack: str = "eager",
+                    **decoding: Any) -> list[dict[str, Any]]:
     """Time both sampling modes at each step count; one row per (steps, mode).
 
     Row keys: variant, device, steps, mode, batch_size, images, seconds_per_image, evaluations
     (network evaluations per caption), speedup (reference time / optimized time, on both rows),
-    identical (both modes gave the same captions). `decoding` overrides the model's defaults
-    (guidance, back_and_refine, mbr); `model` reuses an already built captioner.
+    identical (both modes gave the same captions), dtype and stack. `decoding` overrides the model's
+    defaults (guidance, back_and_refine, mbr); `model` reuses an already built captioner. `dtype` and
+    `stack` are the inference stack (models/ladic/stack.py; the reference mode runs its own loop, eager,
+    in that dtype); an unsupported one is a ValueError before anything is built or timed.
     """
+    from models.ladic.captioner import LaDiCCaptioner
+
+    LaDiCCaptioner.check_stack(dtype, stack)
     model = model if model is not None else _build(variant, device, pretrained)
+    model.set_stack(dtype, stack)
     size = model.config.image_size
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(n_images, 3, size, size, generator=generator)
@@ -77,7 +84,7 @@ def compare_latency(variant: str, steps: list[int], device: str = "cpu", batch_s
                 "batch_size": batch_size, "images": n_images,
                 "seconds_per_image": timings[mode] / n_images,
                 "evaluations": model.decode_cost(**{k: v for k, v in run.items() if k != "seed"}),
-                "speedup": speedup, "identical": identical,
+                "speedup": speedup, "identical": identical, "dtype": dtype, "stack": stack,
             })
     return rows
 
@@ -99,6 +106,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                      f"{'yes' if opt['identical'] else 'NO'}")
     if rows:
         first = rows[0]
-        lines.append(f"({first['variant']} on {first['device']}, batch {first['batch_size']}, "
+        lines.append(f"({first['variant']} on {first['device']}, {first.get('dtype', 'fp32')} "
+                     f"{first.get('stack', 'eager')}, batch {first['batch_size']}, "
                      f"{first['images']} images; evals = network evaluations per caption)")
     return "\n".join(lines)

@@ -113,6 +113,7 @@ from models.ladic.diffusion import Diffusion, NoiseSource, Refine, SampleTrace, 
 from models.ladic.mbr import mbr_select
 from models.ladic.network import Architecture, LaDiCNetwork, build, rebuild
 from models.ladic.probes import LaDiCProbes
+from models.ladic.stack import Passes, make_passes
 from models.ladic.tokens import CaptionCodec
 from models.modes import evaluating
 from models.seeding import image_seeds
@@ -148,6 +149,8 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
     sampling_methods = ("seeds",)  # k captions per image: k noise seeds
     injection_levels = (0.2, 0.5, 0.8)  # early, middle, late: t = 800, 500, 200
     probe_settings = ({}, {"back_and_refine": False})
+    stacks, dtypes = ("eager", "compiled"), ("fp32", "bf16")  # models/ladic/stack.py
+    stack_notes = {"graph": "CUDA-graph capture of the whole sampling loop is not implemented"}
 
     def __init__(self, config: LaDiCConfig):
         validate(config)
@@ -157,6 +160,7 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         self.arch: Architecture | None = None
         self._cache: dict[bytes, torch.Tensor] = {}
         self._uncond: tuple[Any, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._passes: Passes | None = None  # the optimized sampler's passes under the chosen stack
         self.diffusion = Diffusion(config.timesteps, config.beta_start, config.beta_end,
                                    config.time_difference)
 
@@ -170,6 +174,14 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
 
     def module_ready(self) -> bool:
         return self.network is not None
+
+    def apply_stack(self, dtype: str, stack: str) -> None:
+        """bf16: the image encoder and diffuser converted (the latent head stays fp32); compiled: the
+        optimized sampler's passes under torch.compile (models/ladic/stack.py)."""
+        if self.network is None and (dtype, stack) == ("fp32", "eager"):
+            return  # nothing built, nothing to convert; any other stack needs the network (self.module)
+        self.convert_weights(dtype, [self.module.image_encoder, self.module.diffuser])
+        self._passes = make_passes(self.module, stack)
 
     @property
     def module(self) -> LaDiCNetwork:
@@ -303,6 +315,9 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         """The sampler's trace; `probe` passes inject / pause_at / resume on (Diffusion.sample)."""
         if mode not in ("optimized", "reference"):
             raise ValueError(f"mode must be 'optimized' or 'reference', got {mode!r}")
+        # Seeds are hashed from the pixels as given (on the host, when they come from the host),
+        # before the upload, so no device-to-host copy sits inside the timed sampler.
+        seeds = image_seeds(pixel_values, seed)
         with evaluating(self.module) as network:  # the caller's train/eval mode is put back afterwards
             pixel_values = pixel_values.to(self.device)
             if mode == "optimized":
@@ -310,57 +325,60 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
             else:
                 denoise = self._reference_denoiser(pixel_values, guidance, mbr)
             latent = network.latent
-            noise = NoiseSource(image_seeds(pixel_values, seed), mbr, self.config.max_tokens, latent.width,
-                                self.device, pixel_values.dtype)
+            noise = NoiseSource(seeds, mbr, self.config.max_tokens, latent.width, self.device,
+                                torch.float32)  # the sampler's state is fp32 whatever the weights' dtype
             return self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
                                          latent.confidence, **probe)
 
     def _optimized_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
-        network, batch = self.module, pixel_values.shape[0]
-        diffuser = network.diffuser
+        batch = pixel_values.shape[0]
+        passes = self._passes if self._passes is not None else make_passes(self.module, "eager")
         rows = batch * mbr
         if guidance == 0:
-            kv = [(k.repeat_interleave(mbr, 0), v.repeat_interleave(mbr, 0))
-                  for k, v in diffuser.memory_kv(network.encode_images(pixel_values))]
-            return lambda x, sc, t: diffuser(x, sc, t, kv)
+            kv = [(k.repeat_interleave(mbr, 0), v.repeat_interleave(mbr, 0)) for k, v in passes.kv(pixel_values)]
+            return lambda x, sc, t: passes.predict(x, sc, t, kv)
         # One encoder pass over the images, one K/V projection; the unconditional memory (a zero
         # image) is the same for every image and call, so it is cached until the weights change.
         # Laid out as [conditional rows; unconditional rows]: each step is one forward of 2 x rows.
-        cond = diffuser.memory_kv(network.encode_images(pixel_values))
+        cond = passes.kv(pixel_values)
         kv = []
-        for (k, v), (k0, v0) in zip(cond, self._unconditional_kv(pixel_values), strict=True):
+        for (k, v), (k0, v0) in zip(cond, self._unconditional_kv(pixel_values, passes), strict=True):
             kv.append(tuple(torch.cat([m.repeat_interleave(mbr, 0), m0.expand(rows, *m0.shape[1:])])
                             for m, m0 in ((k, k0), (v, v0))))
 
         def denoise(x: torch.Tensor, self_cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            out = diffuser(torch.cat([x, x]), torch.cat([self_cond, self_cond]), torch.cat([t, t]), kv)
+            out = passes.predict(torch.cat([x, x]), torch.cat([self_cond, self_cond]), torch.cat([t, t]), kv)
             return guide(out[:rows], out[rows:], guidance)
 
         return denoise
 
-    def _unconditional_kv(self, pixel_values: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _unconditional_kv(self, pixel_values: torch.Tensor, passes: Passes) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Cross-attention K/V of the zero image, recomputed only when a weight it depends on changed
-        (in-place optimizer steps and load_state_dict bump every tensor's version counter)."""
+        (in-place optimizer steps and load_state_dict bump every tensor's version counter) or its
+        dtype did (K/V computed in fp32 are never reused under bf16 weights)."""
         network = self.module
         params = [*network.image_encoder.parameters(), *(layer.cross_kv.weight for layer in network.diffuser.layers),
                   *(layer.cross_kv.bias for layer in network.diffuser.layers)]
         key = (id(network), pixel_values.device, pixel_values.dtype, tuple(pixel_values.shape[1:]),
-               tuple((id(p), p._version, p.device) for p in params))
+               tuple((id(p), p._version, p.device, p.dtype) for p in params))
         if self._uncond is None or self._uncond[0] != key:
-            blank = torch.zeros_like(pixel_values[:1])
-            self._uncond = (key, network.diffuser.memory_kv(network.encode_images(blank)))
+            self._uncond = (key, passes.kv(torch.zeros_like(pixel_values[:1])))
         return self._uncond[1]
 
     def _reference_denoiser(self, pixel_values: torch.Tensor, guidance: float, mbr: int):
         network = self.module
-        images = pixel_values.repeat_interleave(mbr, 0)
+        dtype = next(network.diffuser.parameters()).dtype  # bf16 weights: the sampler's state cast in, out
+        images = pixel_values.repeat_interleave(mbr, 0).to(dtype)
         blank = torch.zeros_like(images)
 
+        def forward(x: torch.Tensor, self_cond: torch.Tensor, t: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+            return network.diffuser.forward_memory(x.to(dtype), self_cond.to(dtype), t, network.encode_images(im)).float()
+
         def denoise(x: torch.Tensor, self_cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            cond = network.diffuser.forward_memory(x, self_cond, t, network.encode_images(images))
+            cond = forward(x, self_cond, t, images)
             if guidance == 0:
                 return cond
-            uncond = network.diffuser.forward_memory(x, self_cond, t, network.encode_images(blank))
+            uncond = forward(x, self_cond, t, blank)
             return guide(cond, uncond, guidance)
 
         return denoise
