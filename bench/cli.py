@@ -109,6 +109,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address:
         overrides.append(f"executor.address={args.address}")
     cfg = load_config(args.config, overrides)
+    from bench.numerics import apply
+
+    apply(cfg.numerics)  # kernel paths fixed before anything imports torch (bench/numerics.py)
     validate_suite(cfg, args.suite)  # knobs, overrides, task options, data, results_dir: before any work
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     results = run_suite(cfg, args.suite, force=args.force, only=only or None)

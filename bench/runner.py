@@ -143,9 +143,12 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
     import torch
 
     from bench import distributed
+    from bench.environment import capture
+    from bench.numerics import configure_torch
     from bench.registry import captioner_class, create_captioner, create_task
     from bench.train import seed_everything, train
 
+    configure_torch()  # deterministic algorithms in the reproducible mode; refuses a wrong path
     main = distributed.is_main()
     threads = int(job.train.get("threads") or max(1, round(job.cpus / job.workers)))
     torch.set_num_threads(threads)
@@ -155,6 +158,7 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
         train_samples = task.samples("train")
     out: dict[str, Any] = {"device": device, "threads": threads, "workers": distributed.world_size(),
                            "train_images_missing": len(task.missing("train"))}
+    out["environment"] = capture()  # what explains a difference between two runs (bench/environment.py)
     if out["train_images_missing"]:
         log(f"{out['train_images_missing']} train image(s) listed but missing: skipped")
 

@@ -30,7 +30,10 @@ def make_executor(cfg: BenchConfig):
     from bench.executors.ray import RayExecutor
 
     cache = os.environ.get("BENCH_CACHE", ".cache")
-    env = {"BENCH_CACHE": str(Path(cache).resolve())}
+    from bench.numerics import worker_env
+
+    # The numerics mode's variables reach every worker before it imports torch (bench/numerics.py).
+    env = {"BENCH_CACHE": str(Path(cache).resolve()), **worker_env()}
     for name in ("BENCH_WEIGHTS_DIR", "HF_HOME", "HF_HUB_OFFLINE", "COCO_ROOT", "FLICKR30K_ROOT",
                  "FLICKR8K_ROOT"):
         if name in os.environ:
@@ -81,6 +84,9 @@ def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list
     Holds the suite folder's lock throughout; writes summary files and the report over every finished
     job of the suite, not only the selected ones.
     """
+    from bench.numerics import apply
+
+    apply(cfg.numerics)  # before planning imports torch (bench/cli.py applies it earlier still)
     every, jobs = plan_absolute(cfg, suite_name, only)
     suite_dir = _absolute(cfg) / suite_name
     with suite_lock(suite_dir):
