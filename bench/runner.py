@@ -102,6 +102,9 @@ def run_job(job: Job, phases: PhaseRunner | None = None) -> dict[str, Any]:
     finally:
         write_json(job.dir / files.SYSTEM_METRICS, earlier.get("system_metrics", []) + monitor.samples)
     result["seconds"] = time.time() - started + earlier.get("seconds", 0.0)
+    from bench.derived import output_digests
+
+    result["outputs"] = output_digests(job.dir)  # a later change to any of them redoes the job
     write_json(job.dir / RESULT, result)
     return result
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench import files
 from bench.config import BenchConfig, ConfigError
+from bench.derived import repair
 from bench.lock import suite_lock
 from bench.plan import Job, plan_suite
 from bench.results import RESULT, collect, finished, read_json, write_summary
@@ -111,6 +112,8 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
             if force and job.dir.exists():
                 shutil.rmtree(job.dir)
             todo.append(job)
+            if not force and (redo := repair(job.dir)):
+                echo(f"{job.job_id}: damaged output(s) {', '.join(redo)}: redone")
     echo(f"suite {suite_name}: {len(jobs)} job(s), {len(jobs) - len(todo)} already finished, "
          f"{len(todo)} to run ({cfg.executor.kind} executor)")
     started = time.time()
@@ -144,17 +147,26 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
     tracker.log_artifact(suite_dir / files.SUMMARY_MD)
     tracker.log_artifact(suite_dir / files.SUMMARY_CSV)
     if ordered:
+        from bench.derived import discard, job_set, record, report_files
+
+        made_from = job_set(suite_dir, ordered)
+        discard(suite_dir)  # a failed comparison step leaves no comparisons of another job set
         try:  # after the jobs: seeds' mean and spread, paired comparisons (bench/compare.py)
             from bench.compare import compare_suite
 
-            for path in compare_suite(suite_dir, ordered, echo=echo):
+            paths = compare_suite(suite_dir, ordered, echo=echo)
+            record(suite_dir, [p.name for p in paths], made_from)
+            for path in paths:
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a comparison failure must not cost the results
             echo(f"warning: paired comparisons not written: {type(err).__name__}: {err}")
+        discard(suite_dir, report_files(suite_dir))
         try:
             from bench.report import build_report
 
-            for path in build_report(suite_dir, ordered):
+            paths = build_report(suite_dir, ordered)
+            record(suite_dir, [str(p.relative_to(suite_dir)) for p in paths], made_from)
+            for path in paths:
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a report failure must not hide the suite's outcome
             echo(f"report not written: {type(err).__name__}: {err}")

@@ -1,0 +1,57 @@
+"""Issue 29 item 5: the smallest learned job gives the same captions whatever kernel paths its environment
+asks for, because the reproducible mode's settings win (and the result records what was asked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import numerics
+
+SUITE = """\
+tracking: {kind: none}
+executor: {kind: local}
+suites:
+  tiny:
+    tasks: [shapes]
+    seeds: [0]
+    phases: [train, eval]
+    eval: {batch_size: 12, split: test, bootstrap: 0}
+    train: {epochs: 1, batch_size: 8, lr: 1.0e-3, warmup: 0.05}
+    models: [vit-gpt2-mini]
+"""
+OTHER_PATHS = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+
+
+def _run(config: Path, results: Path, extra_env: dict[str, str]) -> tuple[list, dict]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in (*numerics.PINNED, numerics.MODE_VAR, numerics.REQUESTED_VAR)}
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--suite", "tiny", "--config", str(config),
+                          "--set", f"results_dir={results}"], env={**env, **extra_env},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    (job,) = [p.parent for p in (results / "tiny").glob("*/result.json")]
+    captions = json.loads((job / "captions.json").read_text())
+    return captions, json.loads((job / "result.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.java
+def test_captions_identical_when_the_environment_asks_for_other_kernel_paths(write_config, tmp_path):
+    config = write_config(SUITE)
+    plain_captions, plain = _run(config, tmp_path / "plain", {})
+    other_captions, other = _run(config, tmp_path / "other", OTHER_PATHS)
+    assert other_captions == plain_captions
+    assert other["metrics"]["CIDEr"] == plain["metrics"]["CIDEr"]
+    for result in (plain, other):
+        env = result["environment"]
+        assert env["numerics"]["mode"] == "reproducible"
+        assert env["kernels"]["torch_cpu_capability"] == "AVX2"  # DEFAULT had the environment won
+        assert env["kernels"]["MKL_CBWR"] == "AVX2,STRICT" and env["kernels"]["deterministic_algorithms"]
+    assert other["environment"]["numerics"]["environment_asked"] == OTHER_PATHS
+    assert plain["environment"]["numerics"]["environment_asked"] == {}
