@@ -167,8 +167,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no results for suite {args.suite!r} under {suite_dir}: run `bench run --suite {args.suite}`",
               file=sys.stderr)
         return 1
+    from bench.derived import damaged, discard, job_set, record, report_files
+
+    bad = {r.get("job_id"): names for r in results if (names := damaged(suite_dir / str(r.get("job_id")), r))}
+    if bad:  # a report from changed or truncated files would publish numbers no job produced
+        for job_id, names in bad.items():
+            print(f"error: {suite_dir / str(job_id)}: {', '.join(names)} unreadable or changed since the job "
+                  f"wrote it", file=sys.stderr)
+        print(f"no report written: `bench run --suite {args.suite}` redoes these jobs", file=sys.stderr)
+        return 1
     write_summary(suite_dir, results)
-    from bench.derived import discard, job_set, record, report_files
 
     discard(suite_dir)  # no comparisons of another job set survive a failure below
     try:

@@ -1,8 +1,8 @@
 """What the suite's derived files were made from, so none of them outlives its inputs.
 
 summary.*, seeds.*, comparisons.* and report/ are made from the jobs' result files. `derived.json` in the
-suite folder records, for each derived file, the job set it came from (every job's result files with
-their SHA-256 digests), and the invocation that made it. Before comparisons are recomputed the old ones
+suite folder records, for each derived file, the job set it came from (every job's result.json with its
+SHA-256 digest; result.json holds its outputs' digests), and the invocation that made it. Before comparisons are recomputed the old ones
 are removed, so a failing step leaves no stale file; a reader (the report) uses seeds.json and
 comparisons.json only where `current` says they were made from the result files on disk now.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import files
 
-MANIFEST = "derived.json"
+MANIFEST = files.DERIVED
 #: A job's outputs that derived files read (and whose damage makes the job unfinished).
 OUTPUTS = (files.CAPTIONS, files.SCORES, files.SWEEP, files.LATENCY, files.ERRPROP, files.DIVERSITY,
            files.TRAIN)
@@ -68,12 +68,13 @@ def damaged(job_dir: Path, result: dict[str, Any]) -> list[str]:
 
 
 def job_set(suite_dir: Path, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The jobs of `results` with the digests of their result files, and one digest of the whole set."""
-    jobs = {}
-    for r in sorted(results, key=lambda r: str(r.get("job_id"))):
-        job_dir = suite_dir / str(r.get("job_id"))
-        jobs[str(r.get("job_id"))] = {name: digest(job_dir / name) for name in (files.RESULT, *OUTPUTS)
-                                      if (job_dir / name).is_file()}
+    """The jobs of `results` with the digest of each one's result.json, and one digest of the whole set.
+
+    result.json holds the digests of the job's outputs (`outputs`), so its own digest stands for them
+    all as long as they match it (`damaged`, checked by `current`): cheap enough for every summary.
+    """
+    jobs = {str(r.get("job_id")): digest(suite_dir / str(r.get("job_id")) / files.RESULT)
+            for r in sorted(results, key=lambda r: str(r.get("job_id")))}
     text = json.dumps(jobs, sort_keys=True)
     return {"digest": hashlib.sha256(text.encode()).hexdigest()[:16], "jobs": jobs}
 
@@ -117,7 +118,10 @@ def discard(suite_dir: Path, names: tuple[str, ...] = COMPARISON_FILES) -> None:
 def current(suite_dir: Path, name: str, results: list[dict[str, Any]]) -> bool:
     """Whether the derived file `name` was made from exactly these results' files as they are now."""
     entry = _manifest(suite_dir).get("files", {}).get(name)
-    return bool(entry) and (suite_dir / name).is_file() and entry["job_set"] == job_set(suite_dir, results)["digest"]
+    if not entry or not (suite_dir / name).is_file():
+        return False
+    return entry["job_set"] == job_set(suite_dir, results)["digest"] and not any(
+        damaged(suite_dir / str(r.get("job_id")), r) for r in results)
 
 
 def describe(made_from: dict[str, Any]) -> str:

@@ -102,3 +102,14 @@ def test_one_folder_one_story(write_config, monkeypatch, capsys):
     assert main(["report", "--suite", "mini", "--config", str(path), "--set", "suites.mini.models=[constant]"]) == 0
     assert "comparisons broke" in capsys.readouterr().err
     assert not (suite_dir / files.COMPARISONS).exists() and not (suite_dir / files.SEEDS).exists()
+
+    # A truncated scores.json: the report refuses it; the next run redoes that job and only that one.
+    monkeypatch.undo()
+    (job,) = [p.parent for p in suite_dir.glob("constant__*/result.json")]
+    text = (job / files.SCORES).read_text()
+    (job / files.SCORES).write_text(text[:100])
+    assert main(["report", "--suite", "mini", "--config", str(path), "--set", "suites.mini.models=[constant]"]) == 1
+    assert "scores.json unreadable or changed" in capsys.readouterr().err
+    assert main(["run", "--suite", "mini", "--config", str(path), "--set", "suites.mini.models=[constant]"]) == 0
+    assert "damaged output(s) scores.json: redone" in capsys.readouterr().out
+    assert json.loads((job / files.SCORES).read_text())["corpus"]["CIDEr"] >= 0
