@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   bench ui                                  MLflow UI on the configured store
   bench track --suite shapes                mirror into MLflow the results it lacks
   bench score --suite coco --task coco --label LaViDa --paradigm diffusion samples.jsonl
+  bench reproduce results/shapes/<job_id>   rerun a finished job, compare every metric and caption
 """
 
 
@@ -118,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--bootstrap", type=int, default=1000, help="resamples of the intervals over images")
     _add_config_args(score)
 
+    rep = sub.add_parser("reproduce", help="rerun finished jobs in a scratch folder and compare every "
+                                           "metric and caption (exit 1 when anything differs)")
+    rep.add_argument("job_dir", nargs="?", help="a job's folder, e.g. results/shapes/<job_id>")
+    rep.add_argument("--suite", help="instead: a sample of this suite's finished jobs")
+    rep.add_argument("--jobs", type=int, default=3, help="jobs sampled with --suite (default 3)")
+    _add_config_args(rep)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on the configured tracking store")
     _add_config_args(ui)
     ui.add_argument("--port", type=int, default=5000)
@@ -141,6 +149,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address:
         overrides.append(f"executor.address={args.address}")
     cfg = load_config(args.config, overrides)
+    from bench.numerics import apply
+
+    apply(cfg.numerics)  # kernel paths fixed before anything imports torch (bench/numerics.py)
     validate_suite(cfg, args.suite)  # knobs, overrides, task options, data, results_dir: before any work
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     results = run_suite(cfg, args.suite, force=args.force, only=only or None)
@@ -199,6 +210,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"no results for suite {args.suite!r} under {suite_dir}: run `bench run --suite {args.suite}`",
               file=sys.stderr)
         return 1
+    from bench.derived import damaged, discard, job_set, record, report_files
+
+    bad = {r.get("job_id"): names for r in results if (names := damaged(suite_dir / str(r.get("job_id")), r))}
+    if bad:  # a report from changed or truncated files would publish numbers no job produced
+        for job_id, names in bad.items():
+            print(f"error: {suite_dir / str(job_id)}: {', '.join(names)} unreadable or changed since the job "
+                  f"wrote it", file=sys.stderr)
+        print(f"no report written: `bench run --suite {args.suite}` redoes these jobs", file=sys.stderr)
+        return 1
     out = Path(args.out) if args.out else None
     try:
         write_summary(out or suite_dir, results)
@@ -206,21 +226,29 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: cannot write the summary under {out or suite_dir}: {err.strerror or err}; pass --out DIR "
               f"to write the report elsewhere", file=sys.stderr)
         return 2
+    if out is None:
+        discard(suite_dir)  # no comparisons of another job set survive a failure below
     try:
         from bench.compare import compare_suite
 
-        compare_suite(suite_dir, results, primary=cfg.suites[args.suite].compare.primary)
+        made = compare_suite(suite_dir, results, primary=cfg.suites[args.suite].compare.primary)
+        if out is None:
+            record(suite_dir, [p.name for p in made], job_set(suite_dir, results))
     except Exception as err:  # noqa: BLE001 - the tables can still be made from the result files
         print(f"warning: paired comparisons not written: {type(err).__name__}: {err}", file=sys.stderr)
     from bench.report import build_report, main_table_markdown
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if out is None:
+        discard(suite_dir, report_files(suite_dir))
     try:
         paths = build_report(suite_dir, results, formats, out_dir=out,
                              verdict_models=cfg.suite(args.suite).verdict_models)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if out is None:
+        record(suite_dir, [str(p.relative_to(suite_dir)) for p in paths], job_set(suite_dir, results))
     if "md" in formats:
         print(main_table_markdown(paths))
     print(f"wrote {len(paths)} report file(s) under {out or suite_dir / 'report'}")
@@ -319,8 +347,39 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-COMMANDS = {"score": cmd_score, "run": cmd_run, "list": cmd_list, "report": cmd_report, "data": cmd_data,
-            "latency": cmd_latency, "ui": cmd_ui, "track": cmd_track}
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.config import ConfigError, load_config
+    from bench.numerics import apply
+    from bench.reproduce import recorded_mode, reproduce_job, sample
+
+    if bool(args.job_dir) == bool(args.suite):
+        raise ConfigError("bench reproduce: give either a job folder or --suite S")
+    if args.job_dir:
+        dirs = [Path(args.job_dir)]
+    else:
+        cfg = load_config(args.config, args.overrides)
+        suite_dir = cfg.results_dir / args.suite
+        dirs = sorted(p.parent for p in suite_dir.glob("*/result.json"))
+        if not dirs:
+            raise ConfigError(f"--suite {args.suite}: no finished job under {suite_dir}")
+    mode = recorded_mode(dirs[0])
+    apply(mode)  # the mode the jobs ran in, before torch loads
+    if args.suite:
+        from bench.plan import plan_suite
+        from bench.results import finished
+
+        keys = {job.job_id for job in plan_suite(cfg, args.suite)}
+        dirs = sample([d for d in dirs if d.name in keys and finished(d) and recorded_mode(d) == mode], args.jobs)
+    outcomes = [reproduce_job(d) for d in dirs]
+    for outcome in outcomes:
+        print(outcome.text())
+    return 0 if all(o.identical for o in outcomes) else 1
+
+
+COMMANDS = {"score": cmd_score, "reproduce": cmd_reproduce, "run": cmd_run, "list": cmd_list,
+            "report": cmd_report, "data": cmd_data, "latency": cmd_latency, "ui": cmd_ui, "track": cmd_track}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,6 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return device_check(argv[1:])
     args = build_parser().parse_args(argv)
+    from bench.derived import set_invocation
+
+    set_invocation(argv)  # derived files name the command that made them
     from bench.errors import USER_ERRORS
     from bench.lock import SuiteBusy
     from bench.signals import handle_sigterm

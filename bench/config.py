@@ -304,6 +304,9 @@ class TrackingConfig(_Strict):
 
 class BenchConfig(_Strict):
     results_dir: Path = Path("results")
+    # bench/numerics.py: reproducible pins the CPU kernel paths (AVX2) and deterministic algorithms;
+    # fast lets each library take this machine's fastest path.
+    numerics: Literal["reproducible", "fast"] = "reproducible"
     executor: ExecutorConfig = ExecutorConfig()
     tracking: TrackingConfig = TrackingConfig()
     tasks: dict[str, dict[str, Any]] = Field(default_factory=dict, description="task name -> options")

@@ -28,3 +28,4 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 SEEDS = "seeds.json"  # per model: mean, standard deviation and two-level interval over seeds
 COMPARISONS = "comparisons.json"  # the paired tests of the suite, Holm-corrected
+DERIVED = "derived.json"  # the job set and command each derived file above was made from (bench/derived.py)

@@ -31,6 +31,8 @@ from bench import files
 from bench.metrics.quality import SUMMARY_METRICS
 
 RESULT = files.RESULT  # bench/files.py: every result file name
+#: How every table shows quality metrics (result.json keeps them unscaled, as pycocoevalcap returns them).
+SCALE_NOTE = "Quality metrics (BLEU, METEOR, ROUGE-L, CIDEr, SPICE) x100"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -86,7 +88,11 @@ def finished(job_dir: Path) -> dict[str, Any] | None:
         result = read_json(path)
     except (OSError, ValueError):
         return None
-    return result if isinstance(result, dict) and result.get("status") == "ok" else None
+    if not isinstance(result, dict) or result.get("status") != "ok":
+        return None
+    from bench.derived import damaged
+
+    return None if damaged(job_dir, result) else result  # an unreadable or changed output: redone
 
 
 def collect(suite_dir: Path, keys: set[str] | None = None,
@@ -123,6 +129,19 @@ def read_result(path: Path, on_damaged: Callable[[str], None]) -> dict[str, Any]
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def is_quality(name: str) -> bool:
+    """Whether a result.json metric is a caption-quality score (or its interval bound), shown x100."""
+    from bench.metrics.quality import METRICS
+
+    return name.split("_ci_")[0] in METRICS
+
+
+def with_scaled(name: str, value: float) -> list[tuple[str, float]]:
+    """A metric as result.json holds it, and for quality scores also as tables show it (`<name>_x100`),
+    so a number in MLflow matches either without guessing."""
+    return [(name, value), *([(f"{name}_x100", 100 * value)] if is_quality(name) else [])]
 
 
 def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -171,9 +190,17 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def write_summary(suite_dir: Path, results: list[dict[str, Any]]) -> str:
-    """Write summary.csv and summary.md for these results; returns the Markdown table."""
+    """Write summary.csv and summary.md for these results; returns the Markdown table.
+
+    summary.md ends with the scale of its metrics and the job set and invocation it was made from
+    (bench/derived.py, which records both files in derived.json).
+    """
+    from bench.derived import describe, job_set, record
+
     rows = summary_rows(results)
+    made_from = job_set(suite_dir, results)
     table = to_markdown(rows)
     write_atomic(suite_dir / files.SUMMARY_CSV, to_csv(rows))
-    write_atomic(suite_dir / files.SUMMARY_MD, table)
+    write_atomic(suite_dir / files.SUMMARY_MD, table + f"\n{SCALE_NOTE}; {describe(made_from)}.\n")
+    record(suite_dir, [files.SUMMARY_CSV, files.SUMMARY_MD], made_from)
     return table

@@ -105,6 +105,9 @@ def run_job(job: Job, phases: PhaseRunner | None = None) -> dict[str, Any]:
     finally:
         _write_quietly(job.dir / files.SYSTEM_METRICS, earlier.get("system_metrics", []) + monitor.samples, log)
     result["seconds"] = time.time() - started + earlier.get("seconds", 0.0)
+    from bench.derived import output_digests
+
+    result["outputs"] = output_digests(job.dir)  # a later change to any of them redoes the job
     _write_quietly(job.dir / RESULT, result, log)  # unwritten, the row still reaches the driver; a rerun redoes it
     return result
 
@@ -166,9 +169,12 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
     import torch
 
     from bench import distributed
+    from bench.environment import capture
+    from bench.numerics import configure_torch
     from bench.registry import captioner_class, create_captioner, create_task
     from bench.train import seed_everything, train
 
+    configure_torch()  # deterministic algorithms in the reproducible mode; refuses a wrong path
     main = distributed.is_main()
     threads = int(job.train.get("threads") or max(1, round(job.cpus / job.workers)))
     torch.set_num_threads(threads)
@@ -178,6 +184,7 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
         train_samples = task.samples("train")
     out: dict[str, Any] = {"device": device, "threads": threads, "workers": distributed.world_size(),
                            "train_images_missing": len(task.missing("train"))}
+    out["environment"] = capture()  # what explains a difference between two runs (bench/environment.py)
     if out["train_images_missing"]:
         log(f"{out['train_images_missing']} train image(s) listed but missing: skipped")
 

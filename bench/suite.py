@@ -11,6 +11,7 @@ from typing import Any
 
 from bench import files
 from bench.config import BenchConfig, ConfigError
+from bench.derived import repair
 from bench.lock import suite_lock
 from bench.plan import Job, plan_suite
 from bench.results import RESULT, collect, finished, read_json, read_result, write_summary
@@ -30,7 +31,10 @@ def make_executor(cfg: BenchConfig):
     from bench.executors.ray import RayExecutor
 
     cache = os.environ.get("BENCH_CACHE", ".cache")
-    env = {"BENCH_CACHE": str(Path(cache).resolve())}
+    from bench.numerics import worker_env
+
+    # The numerics mode's variables reach every worker before it imports torch (bench/numerics.py).
+    env = {"BENCH_CACHE": str(Path(cache).resolve()), **worker_env()}
     for name in ("BENCH_WEIGHTS_DIR", "HF_HOME", "HF_HUB_OFFLINE", "COCO_ROOT", "FLICKR30K_ROOT",
                  "FLICKR8K_ROOT", "NOCAPS_ROOT"):
         if name in os.environ:
@@ -84,6 +88,9 @@ def run_suite(cfg: BenchConfig, suite_name: str, force: bool = False, only: list
     Holds the suite folder's lock throughout; writes summary files and the report over every finished
     job of the suite, not only the selected ones.
     """
+    from bench.numerics import apply
+
+    apply(cfg.numerics)  # before planning imports torch (bench/cli.py applies it earlier still)
     every, jobs = plan_absolute(cfg, suite_name, only)
     suite_dir = _absolute(cfg) / suite_name
     with suite_lock(suite_dir):
@@ -110,6 +117,8 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
             if force and job.dir.exists():
                 shutil.rmtree(job.dir)
             todo.append(job)
+            if not force and (redo := repair(job.dir)):
+                echo(f"{job.job_id}: damaged output(s) {', '.join(redo)}: redone")
     echo(f"suite {suite_name}: {len(jobs)} job(s), {len(jobs) - len(todo)} already finished, "
          f"{len(todo)} to run ({cfg.executor.kind} executor)")
     started = time.time()
@@ -161,17 +170,26 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
     tracker.log_artifact(suite_dir / files.SUMMARY_MD)
     tracker.log_artifact(suite_dir / files.SUMMARY_CSV)
     if ordered:
+        from bench.derived import discard, job_set, record, report_files
+
+        made_from = job_set(suite_dir, ordered)
+        discard(suite_dir)  # a failed comparison step leaves no comparisons of another job set
         try:  # after the jobs: seeds' mean and spread, paired comparisons (bench/compare.py)
             from bench.compare import compare_suite
 
-            for path in compare_suite(suite_dir, ordered, echo=echo, **({"primary": primary} if primary else {})):
+            paths = compare_suite(suite_dir, ordered, echo=echo, **({"primary": primary} if primary else {}))
+            record(suite_dir, [p.name for p in paths], made_from)
+            for path in paths:
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a comparison failure must not cost the results
             echo(f"warning: paired comparisons not written: {type(err).__name__}: {err}")
+        discard(suite_dir, report_files(suite_dir))
         try:
             from bench.report import build_report
 
-            for path in build_report(suite_dir, ordered, verdict_models=verdict_models):
+            paths = build_report(suite_dir, ordered, verdict_models=verdict_models)
+            record(suite_dir, [str(p.relative_to(suite_dir)) for p in paths], made_from)
+            for path in paths:
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a report failure must not hide the suite's outcome
             echo(f"report not written: {type(err).__name__}: {err}")

@@ -243,8 +243,10 @@ class MlflowTracker:
     def _result_metrics(result: dict[str, Any]) -> list:
         from mlflow.entities import Metric
 
-        metrics = [Metric(k, float(v), 0, 0) for k, v in result.get("metrics", {}).items()
-                   if isinstance(v, int | float)]
+        from bench.results import with_scaled  # quality also as `<name>_x100`, the tables' scale
+
+        metrics = [Metric(n, float(x), 0, 0) for k, v in result.get("metrics", {}).items()
+                   if isinstance(v, int | float) for n, x in with_scaled(k, v)]
         for extra in ("parameters", "train_seconds", "seconds"):
             if isinstance(result.get(extra), int | float):
                 metrics.append(Metric(extra, float(result[extra]), 0, 0))
@@ -254,13 +256,16 @@ class MlflowTracker:
     def _sweep_metrics(path: Path) -> list:
         from mlflow.entities import Metric
 
+        from bench.results import with_scaled
+
         if not path.is_file():
             return []
         out = []
         for row in json.loads(path.read_text()):
             if isinstance(row["value"], int | float):
                 for metric, value in row["corpus"].items():
-                    out.append(Metric(f"sweep_{row['knob']}.{metric}", float(value), 0, int(row["value"])))
+                    for name, x in with_scaled(metric, float(value)):
+                        out.append(Metric(f"sweep_{row['knob']}.{name}", x, 0, int(row["value"])))
         return out
 
     @staticmethod

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from bench import numerics
+
+# Before anything imports torch: the tests run on the kernel paths of the suite's default mode (or the
+# mode BENCH_NUMERICS names), as the driver and every worker do (bench/numerics.py).
+numerics.apply(os.environ.get(numerics.MODE_VAR, numerics.DEFAULT_MODE))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -140,13 +140,17 @@ def build_report(suite_dir: Path, results: list[dict[str, Any]], formats: Sequen
     # One style per label across the whole suite, so every task's figures agree.
     styles = model_styles([e.label for e in entries])
     tasks = [task] if task else sorted({e.task for e in entries})
-    comparisons = _comparisons(suite_dir)
+    from bench.derived import describe, job_set, usable
+
+    # comparisons.json made from other result files than these is not used (bench/derived.py)
+    comparisons = _comparisons(suite_dir) if usable(suite_dir, files.COMPARISONS, results) else None
+    made_from = describe(job_set(suite_dir, results))
     written: list[Path] = []
     for t in tasks:
         mine = [e for e in entries if e.task == t]
         if not mine:
             continue
-        prov = provenance(mine, commit)
+        prov = provenance(mine, commit, made_from)
         rows, extra = main_rows(mine), reported_rows(published, t)
         notes = main_table_notes(mine, [f for f in failed if f.get("task") == t], published, extra)
         lat = latency_rows(mine)

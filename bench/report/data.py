@@ -163,7 +163,9 @@ def load_entries(suite_dir: Path, results: list[dict[str, Any]]) -> tuple[list[E
             continue
         run = Run.load(suite_dir / str(result.get("job_id", "")), result)
         groups.setdefault((str(result.get("task", "")), str(result.get("label", ""))), []).append((result, run))
-    aggregates = _read(suite_dir / files.SEEDS) or {}
+    from bench.derived import usable
+
+    aggregates = (_read(suite_dir / files.SEEDS) if usable(suite_dir, files.SEEDS, results) else None) or {}
     rows = {(str(r.get("task")), str(r.get("model"))): r for r in aggregates.get("models", [])}
     entries = []
     for (task, label), members in groups.items():
