@@ -183,11 +183,17 @@ class DiversityConfig(_Strict):
         return values
 
 
+def _primary_metrics() -> list[str]:
+    from bench.metrics.quality import TABLE_METRICS  # BLEU-4, METEOR, ROUGE-L, CIDEr, SPICE
+
+    return list(TABLE_METRICS)
+
+
 class CompareConfig(_Strict):
     """The comparisons after the jobs (bench/paired.py): which tests form the primary family."""
 
     primary: list[str] = Field(
-        default_factory=lambda: ["BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"], min_length=1,
+        default_factory=_primary_metrics, min_length=1,
         description="quality metrics whose cross-paradigm tests are the primary family (Holm-adjusted on "
                     "their own); every other test is secondary")
 

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from bench.metrics.catalog import EXTRA_METRICS, higher_is_better
+from bench.metrics.quality import TABLE_METRICS
 from bench.metrics.quality import TABLE_METRICS as METRICS
 
 PRIMARY = "CIDEr"  # ranks the trivial references
 #: The primary family's quality metrics when the suite declares none (`compare.primary`).
-DEFAULT_PRIMARY = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE")
+DEFAULT_PRIMARY = TABLE_METRICS  # BLEU-4, METEOR, ROUGE-L, CIDEr, SPICE
 #: Per-image diversity measures of diversity.json compared between learned models, and whether higher
 #: means more diverse (bench/metrics/diversity.py: mBLEU-4 is lower for more diverse captions).
 DIVERSITY = ("div1", "div2", "mbleu4", "self_cider")  # directions: bench/metrics/catalog.py

@@ -18,7 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-TUNE_METRICS = ("CIDEr", "BLEU-4")
+from bench.metrics.quality import ERRPROP_METRICS
+
+TUNE_METRICS = ERRPROP_METRICS  # CIDEr-D and BLEU-4, the headline pair
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:

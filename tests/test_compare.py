@@ -71,13 +71,13 @@ def test_the_suite_logs_the_comparisons_and_survives_their_failure(tmp_path, mon
     import bench.report
     from bench import suite
 
-    def compare_suite(suite_dir, results, echo=print):
+    def compare_suite(suite_dir, results, echo=print, **_):
         if fails:
             raise RuntimeError("no java")
         return [suite_dir / "comparisons.json", suite_dir / "seeds.md"]
 
     monkeypatch.setattr(bench.compare, "compare_suite", compare_suite)
-    monkeypatch.setattr(bench.report, "build_report", lambda suite_dir, results: [suite_dir / "report.md"])
+    monkeypatch.setattr(bench.report, "build_report", lambda suite_dir, results, **_: [suite_dir / "report.md"])
     tracker, messages = Recorder(), []
     result = {"label": "constant", "task": "shapes", "seed": 0, "status": "ok", "metrics": {"CIDEr": 0.5}}
     suite._summarise(tmp_path, [result], tracker, 0.0, messages.append)

@@ -31,7 +31,7 @@ def test_a_lower_better_metric_flips_the_verdict():
            "higher_is_better": higher_is_better("CHAIR-i")}
     assert verdict_text(row) == "diff better"  # fewer hallucinations
     (verdict,) = quality_rows([row], {"diffusion": [], "autoregressive": []}, "coco")
-    assert verdict.verdict == "diffusion ahead"
+    assert verdict.verdict == "diffusion ahead (diff beats every autoregressive model)"
 
 
 def _job(suite_dir, label: str, corpus: dict, uncaptioned: int = 0):

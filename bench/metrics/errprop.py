@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.api import WORD, words  # noqa: F401 - the contract's word split (bench/api.py), re-exported
+from bench.metrics.quality import ERRPROP_METRICS
 
 #: Function words never drawn as wrong words (a wrong word should change what a caption says).
 STOPWORDS = frozenset(
@@ -204,7 +205,7 @@ def substituted(caption: Sequence[str], position: int, wrong: str) -> list[str]:
 
 #: the four caption sets of `propagation_quality`, in order
 SETS = ("uninjected", "injected", "substituted", "control")
-QUALITY = ("CIDEr", "BLEU-4")
+QUALITY = ERRPROP_METRICS  # CIDEr, BLEU-4
 
 
 def propagation_quality(references: Mapping[str, Sequence[str]], units: Sequence[tuple[str, str, str, str, str]],

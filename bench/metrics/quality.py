@@ -37,6 +37,8 @@ INTERVAL_METRICS = tuple(m for m in TABLE_METRICS if m != "SPICE")
 SWEEP_METRICS = tuple(m for m in TABLE_METRICS if m not in JAVA_METRICS)  # per sweep value: fast ones
 #: errprop's quality measures (stats.py resamples both exactly from the texts), its headline first.
 ERRPROP_METRICS = ("CIDEr", "BLEU-4")
+#: corpus metrics resampled from summed statistics rather than as a mean of per-image values
+STATISTICS_METRICS = tuple(m for m in METRICS if m in BLEU_METRICS or m in ("METEOR", "CIDEr"))
 CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
 #: Appended to the JVM's option variables for every Java child; the last of a repeated option wins, so
 #: these beat a user's `-Duser.language=de` and numbers cross the pipe with decimal points.

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.metrics.corpus import MAX_N, Gts, Res, _Bleu, _Cider
-from bench.metrics.quality import BLEU_METRICS
+from bench.metrics.quality import BLEU_METRICS, STATISTICS_METRICS
 
 #: Rows of one chunk of resamples at most (and about 2^18 image counts): fixed, so the draws of a chunk
 #: never depend on the number of workers.
@@ -76,7 +76,7 @@ class _Scorer:
             self.cider = _SparseCider(self.cider)
         self.means = {}
         for metric in dict.fromkeys(metrics):
-            if metric in BLEU_METRICS or metric in ("CIDEr", "METEOR"):
+            if metric in STATISTICS_METRICS:
                 continue
             if any(p is None for p in per_images):
                 raise ValueError(f"{metric} is resampled from per-image scores: pass per_image for every seed")

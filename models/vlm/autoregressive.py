@@ -122,13 +122,23 @@ class VlmAutoregressiveCaptioner(ForcedPrefixProbes, VlmCaptioner):
         return out
 
     def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
-                        temperature: float = 1.0, **decoding: Any) -> list[list[str]]:
-        """k captions per image by nucleus sampling at `temperature` (top-p 0.9) or the top k beams."""
+                        temperature: float = 1.0, top_p: float | None = None,
+                        **decoding: Any) -> list[list[str]]:
+        """k captions per image by nucleus sampling at `temperature` (top-p `top_p`, else 0.9) or the
+        top k beams (deterministic: no temperature or top-p)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         settings = dict(self.sampling_settings(method, k))
-        if settings.get("do_sample"):
+        if not settings.get("do_sample"):
+            if temperature != 1.0 or top_p is not None:
+                raise ValueError(f"sampling method {method!r} is deterministic: it takes no temperature or top_p "
+                                 f"(got temperature={temperature}, top_p={top_p})")
+        else:
+            if temperature <= 0 or (top_p is not None and not 0 < top_p <= 1):
+                raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}")
             settings["temperature"] = float(temperature)
+            if top_p is not None:
+                settings["top_p"] = float(top_p)
         decoding = {n: v for n, v in decoding.items() if n != "num_beams"}
         devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), generate_overridden(self.module, settings):
