@@ -415,3 +415,21 @@ def test_diversity_sweep_values_are_checked():
         DiversityConfig(temperatures=[0.0, 1.0])
     with pytest.raises(ValidationError, match=r"diversity.top_p: \[1.5\] not accepted"):
         DiversityConfig(top_p=[1.5])
+
+
+def test_a_curve_of_one_point_gives_no_interval_and_no_claim(monkeypatch):
+    """A method without a temperature sweep has one point: matched there, its resampled curves have no
+    value, so the verdict row shows no interval and claims nothing (never "interval contains 0")."""
+    import bench.report.diversity
+    from bench.report.verdict import diversity_rows
+
+    a, b = SimpleNamespace(label="one-point"), SimpleNamespace(label="curve")
+    nan = float("nan")
+    target = {"quality": 1.792, "a": 0.2, "b": 0.3, "delta": -0.1, "low": nan, "high": nan}
+    monkeypatch.setattr(bench.report.diversity, "matched", lambda entries: [
+        {"a": a, "b": b, "measure": "div1", "reachable": True, "targets": [target], "seeds": (0, 0)}])
+    (row,) = diversity_rows({"diffusion": [a], "autoregressive": [b]})
+    assert row.interval == "–" and row.verdict == "not tested: no interval (a curve of one point)"
+    target.update(low=-0.15, high=-0.05)
+    (row,) = diversity_rows({"diffusion": [a], "autoregressive": [b]})
+    assert row.verdict == "autoregressive more diverse (unadjusted interval)"

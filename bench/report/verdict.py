@@ -25,6 +25,7 @@ significant difference" or "neither ahead of every model". Axes:
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -212,7 +213,12 @@ def diversity_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
                                    f"{100 * r['range_a'][1]:.1f}, B {100 * r['range_b'][0]:.1f}-{100 * r['range_b'][1]:.1f})"))
             continue
         t = r["targets"][len(r["targets"]) // 2]
-        if t["low"] > 0 or t["high"] < 0:
+        interval = f"[{t['low']:+.3f}, {t['high']:+.3f}] (unadjusted)"
+        if math.isnan(t["low"]) or math.isnan(t["high"]):
+            # a curve of one point (a method with no temperature sweep) matches only at that point, where
+            # the resamples' curves rarely reach: no interval, so no claim either way
+            interval, verdict = "–", f"{NO_TEST}: no interval (a curve of one point)"
+        elif t["low"] > 0 or t["high"] < 0:
             ahead = pa if (t["delta"] > 0) == MORE_DIVERSE_HIGHER[r["measure"]] else pb
             verdict = f"{ahead} more diverse (unadjusted interval)"
         else:
@@ -220,7 +226,7 @@ def diversity_rows(groups: dict[str, list[Entry]]) -> list[VerdictRow]:
         sa, sb = r["seeds"]  # the seed whose diversity phase ran (a suite may run it on one seed only)
         rows.append(VerdictRow(f"{axis} {100 * t['quality']:.1f}", _side(pa, f"{r['a'].label} {t['a']:.3f} (seed {sa})"),
                                _side(pb, f"{r['b'].label} {t['b']:.3f} (seed {sb})"), f"{t['delta']:+.3f}",
-                               f"[{t['low']:+.3f}, {t['high']:+.3f}] (unadjusted)", "–", verdict))
+                               interval, "–", verdict))
     return rows
 
 
