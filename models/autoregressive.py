@@ -122,16 +122,7 @@ class ForcedPrefixProbes:
 
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        settings = self.sampling_settings(method, k)
-        if not settings.get("do_sample"):
-            if temperature != 1.0 or top_p is not None:
-                raise ValueError(f"sampling method {method!r} is deterministic: it takes no temperature or top_p "
-                                 f"(got temperature={temperature}, top_p={top_p})")
-        else:
-            if temperature <= 0 or (top_p is not None and not 0 < top_p <= 1):
-                raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}")
-            settings = {**settings, "temperature": float(temperature),
-                        **({"top_p": float(top_p)} if top_p is not None else {})}
+        settings = with_temperature(self.sampling_settings(method, k), method, temperature, top_p)
         decoding = {name: v for name, v in decoding.items() if name != "num_beams"}  # the method's search
         devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
         module = self.module  # type: ignore[attr-defined]
@@ -142,6 +133,20 @@ class ForcedPrefixProbes:
             raise RuntimeError(f"{type(self).__name__}: expected {k} captions per image, got {len(captions)} "
                                f"for {len(pixel_values)} images")
         return [captions[i * k:(i + 1) * k] for i in range(len(pixel_values))]
+
+
+def with_temperature(settings: dict[str, Any], method: str, temperature: float,
+                     top_p: float | None) -> dict[str, Any]:
+    """A sampling method's `generate` settings at `temperature` (and `top_p` when given); a deterministic
+    method (beams) takes neither, and a value out of range is a ValueError naming it."""
+    if not settings.get("do_sample"):
+        if temperature != 1.0 or top_p is not None:
+            raise ValueError(f"sampling method {method!r} is deterministic: it takes no temperature or top_p "
+                             f"(got temperature={temperature}, top_p={top_p})")
+        return dict(settings)
+    if temperature <= 0 or (top_p is not None and not 0 < top_p <= 1):
+        raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}")
+    return {**settings, "temperature": float(temperature), **({"top_p": float(top_p)} if top_p is not None else {})}
 
 
 def text_prefix(caption: str, position: int, word: str) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 
 from bench.metrics.corpus import MAX_N, Gts, Res, _Bleu, _Cider
 from bench.metrics.quality import BLEU_METRICS, STATISTICS_METRICS
+from bench.metrics.stats import _distinct  # one definition of "the distinct caption sets"
 
 #: Rows of one chunk of resamples at most (and about 2^18 image counts): fixed, so the draws of a chunk
 #: never depend on the number of workers.
@@ -272,19 +273,6 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _distinct(runs: Sequence[Res], *extra: Sequence) -> tuple[list[int], list[int]]:
-    """Indices of the distinct caption sets among `runs` (with equal side inputs) and each run's column."""
-    keep: list[int] = []
-    column = []
-    for k, res in enumerate(runs):
-        same = next((j for j, u in enumerate(keep) if runs[u] == res and all(e[u] == e[k] for e in extra)), None)
-        if same is None:
-            keep.append(k)
-            same = len(keep) - 1
-        column.append(same)
-    return keep, column
 
 
 class _SparseCider:

@@ -26,7 +26,13 @@ from typing import Any
 import torch
 
 from bench.api import Generation, Knob, VariantInfo
-from models.autoregressive import AUTOREGRESSIVE_PROBES, ForcedPrefixProbes, beam_knob, generate_overridden
+from models.autoregressive import (
+    AUTOREGRESSIVE_PROBES,
+    ForcedPrefixProbes,
+    beam_knob,
+    generate_overridden,
+    with_temperature,
+)
 from models.counting import counted_calls
 from models.hf_captioner import word_pieces, words_correct
 from models.vlm.base import VlmCaptioner, VlmConfig
@@ -128,17 +134,7 @@ class VlmAutoregressiveCaptioner(ForcedPrefixProbes, VlmCaptioner):
         top k beams (deterministic: no temperature or top-p)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        settings = dict(self.sampling_settings(method, k))
-        if not settings.get("do_sample"):
-            if temperature != 1.0 or top_p is not None:
-                raise ValueError(f"sampling method {method!r} is deterministic: it takes no temperature or top_p "
-                                 f"(got temperature={temperature}, top_p={top_p})")
-        else:
-            if temperature <= 0 or (top_p is not None and not 0 < top_p <= 1):
-                raise ValueError(f"temperature must be > 0 and top_p in (0, 1], got {temperature}, {top_p}")
-            settings["temperature"] = float(temperature)
-            if top_p is not None:
-                settings["top_p"] = float(top_p)
+        settings = with_temperature(self.sampling_settings(method, k), method, temperature, top_p)
         decoding = {n: v for n, v in decoding.items() if n != "num_beams"}
         devices = [pixel_values.device] if pixel_values.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), generate_overridden(self.module, settings):
