@@ -226,8 +226,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: cannot write the summary under {out or suite_dir}: {err.strerror or err}; pass --out DIR "
               f"to write the report elsewhere", file=sys.stderr)
         return 2
-    if out is None:
-        discard(suite_dir)  # no comparisons of another job set survive a failure below
     try:
         from bench.compare import compare_suite
 
@@ -235,6 +233,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         if out is None:
             record(suite_dir, [p.name for p in made], job_set(suite_dir, results))
     except Exception as err:  # noqa: BLE001 - the tables can still be made from the result files
+        if out is None:
+            discard(suite_dir)  # no comparisons of another job set survive a failure
         print(f"warning: paired comparisons not written: {type(err).__name__}: {err}", file=sys.stderr)
     from bench.report import build_report, main_table_markdown
 

@@ -173,7 +173,6 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
         from bench.derived import discard, job_set, record, report_files
 
         made_from = job_set(suite_dir, ordered)
-        discard(suite_dir)  # a failed comparison step leaves no comparisons of another job set
         try:  # after the jobs: seeds' mean and spread, paired comparisons (bench/compare.py)
             from bench.compare import compare_suite
 
@@ -182,6 +181,9 @@ def _summarise(suite_dir: Path, ordered: list[dict[str, Any]], tracker: Tracker,
             for path in paths:
                 tracker.log_artifact(path)
         except Exception as err:  # noqa: BLE001 - a comparison failure must not cost the results
+            # none of another job set survives a failure (unchanged inputs were reused, not removed first:
+            # bench/compare.py keeps seeds.json and comparisons.json whose input digest matches)
+            discard(suite_dir)
             echo(f"warning: paired comparisons not written: {type(err).__name__}: {err}")
         discard(suite_dir, report_files(suite_dir))
         try:

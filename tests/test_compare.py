@@ -127,3 +127,30 @@ def test_enough_resamples_that_holm_can_still_find_a_difference():
     assert b % 1000 == 0
     # the p floor is at most alpha / (4 x tests): Holm's first step on it leaves room to spare
     assert 1 / (b + 1) <= ALPHA / (4 * tests)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_suite_hands_existing_comparisons_to_the_step_that_may_reuse_them(tmp_path, monkeypatch, fails):
+    """compare_suite keeps seeds.json / comparisons.json whose input digest matches (a rerun reuses them),
+    so the suite must not delete them first; only a failing step removes them (none of another job set
+    survives)."""
+    import bench.compare
+    import bench.report
+    from bench import files, suite
+
+    for name in (files.SEEDS, files.COMPARISONS):
+        (tmp_path / name).write_text("{}")
+    seen = []
+
+    def compare_suite(suite_dir, results, echo=print, **_):
+        seen.append(sorted(p.name for p in suite_dir.glob("*.json")))
+        if fails:
+            raise RuntimeError("no java")
+        return [suite_dir / files.COMPARISONS]
+
+    monkeypatch.setattr(bench.compare, "compare_suite", compare_suite)
+    monkeypatch.setattr(bench.report, "build_report", lambda suite_dir, results, **_: [])
+    result = {"label": "constant", "task": "shapes", "seed": 0, "status": "ok", "metrics": {"CIDEr": 0.5}}
+    suite._summarise(tmp_path, [result], Recorder(), 0.0, lambda m: None)
+    assert {files.SEEDS, files.COMPARISONS} <= set(seen[0])  # there when the step ran
+    assert (tmp_path / files.COMPARISONS).exists() != fails  # and removed only by a failure
