@@ -335,47 +335,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from bench.config import load_config
-    from bench.score import ScoreRequest, run_score
+    from bench.score import score_command
 
-    cfg = load_config(args.config, args.overrides)
-    extras = {"clip": args.clip, "instances": [str(p.resolve()) for p in args.instances]}
-    request = ScoreRequest(args.suite, args.task, args.split, args.label, args.paradigm, list(args.files),
-                           args.seeds, args.pretraining, args.bootstrap, extras)
-    written, errors = run_score(cfg, request)
-    print(f"{len(written)} row(s) scored; {len(errors)} file(s) rejected")
-    return 1 if errors else 0
+    return score_command(args)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from bench.reproduce import reproduce_command
 
-    from bench.config import ConfigError, load_config
-    from bench.numerics import apply
-    from bench.reproduce import recorded_mode, reproduce_job, sample
-
-    if bool(args.job_dir) == bool(args.suite):
-        raise ConfigError("bench reproduce: give either a job folder or --suite S")
-    if args.job_dir:
-        dirs = [Path(args.job_dir)]
-    else:
-        cfg = load_config(args.config, args.overrides)
-        suite_dir = cfg.results_dir / args.suite
-        dirs = sorted(p.parent for p in suite_dir.glob("*/result.json"))
-        if not dirs:
-            raise ConfigError(f"--suite {args.suite}: no finished job under {suite_dir}")
-    mode = recorded_mode(dirs[0])
-    apply(mode)  # the mode the jobs ran in, before torch loads
-    if args.suite:
-        from bench.plan import plan_suite
-        from bench.results import finished
-
-        keys = {job.job_id for job in plan_suite(cfg, args.suite)}
-        dirs = sample([d for d in dirs if d.name in keys and finished(d) and recorded_mode(d) == mode], args.jobs)
-    outcomes = [reproduce_job(d) for d in dirs]
-    for outcome in outcomes:
-        print(outcome.text())
-    return 0 if all(o.identical for o in outcomes) else 1
+    return reproduce_command(args)
 
 
 COMMANDS = {"score": cmd_score, "reproduce": cmd_reproduce, "run": cmd_run, "list": cmd_list,

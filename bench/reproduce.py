@@ -145,3 +145,32 @@ def sample(job_dirs: list[Path], n: int) -> list[Path]:
         return job_dirs[:1]
     step = (len(job_dirs) - 1) / (n - 1)
     return [job_dirs[round(i * step)] for i in range(n)]
+
+
+def reproduce_command(args: Any) -> int:
+    """`bench reproduce`: the parsed arguments of bench/cli.py; exit 1 when anything differs."""
+    from bench.config import load_config
+    from bench.numerics import apply
+
+    if bool(args.job_dir) == bool(args.suite):
+        raise ConfigError("bench reproduce: give either a job folder or --suite S")
+    if args.job_dir:
+        dirs = [Path(args.job_dir)]
+    else:
+        cfg = load_config(args.config, args.overrides)
+        suite_dir = cfg.results_dir / args.suite
+        dirs = sorted(p.parent for p in suite_dir.glob("*/result.json"))
+        if not dirs:
+            raise ConfigError(f"--suite {args.suite}: no finished job under {suite_dir}")
+    mode = recorded_mode(dirs[0])
+    apply(mode)  # the mode the jobs ran in, before torch loads
+    if args.suite:
+        from bench.plan import plan_suite
+        from bench.results import finished
+
+        keys = {job.job_id for job in plan_suite(cfg, args.suite)}
+        dirs = sample([d for d in dirs if d.name in keys and finished(d) and recorded_mode(d) == mode], args.jobs)
+    outcomes = [reproduce_job(d) for d in dirs]
+    for outcome in outcomes:
+        print(outcome.text())
+    return 0 if all(o.identical for o in outcomes) else 1

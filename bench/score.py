@@ -250,3 +250,16 @@ def _refresh(suite_dir: Path, rows: list[dict[str, Any]], echo: Callable[[str], 
         build_report(suite_dir, rows)
     except Exception as err:  # noqa: BLE001
         echo(f"warning: report not written: {type(err).__name__}: {err}")
+
+
+def score_command(args: Any) -> int:
+    """`bench score`: the parsed arguments of bench/cli.py; exit 1 when any file was rejected."""
+    from bench.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    extras = {"clip": args.clip, "instances": [str(p.resolve()) for p in args.instances]}
+    request = ScoreRequest(args.suite, args.task, args.split, args.label, args.paradigm, list(args.files),
+                           args.seeds, args.pretraining, args.bootstrap, extras)
+    written, errors = run_score(cfg, request)
+    print(f"{len(written)} row(s) scored; {len(errors)} file(s) rejected")
+    return 1 if errors else 0

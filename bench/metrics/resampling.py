@@ -36,7 +36,7 @@ import numpy as np
 
 from bench.metrics.corpus import MAX_N, Gts, Res, _Bleu, _Cider
 from bench.metrics.quality import BLEU_METRICS, STATISTICS_METRICS
-from bench.metrics.stats import _distinct  # one definition of "the distinct caption sets"
+from bench.metrics.stats import _distinct, per_image_matrix  # one definition of "the distinct caption sets"
 
 #: Rows of one chunk of resamples at most (and about 2^18 image counts): fixed, so the draws of a chunk
 #: never depend on the number of workers.
@@ -79,15 +79,7 @@ class _Scorer:
         for metric in dict.fromkeys(metrics):
             if metric in STATISTICS_METRICS:
                 continue
-            if any(p is None for p in per_images):
-                raise ValueError(f"{metric} is resampled from per-image scores: pass per_image for every seed")
-            try:
-                values = np.array([[p[i][metric] for i in ids] for p in per_images], float)
-            except KeyError as e:
-                raise ValueError(f"per_image lacks {metric} for image {e}") from None
-            if not np.isfinite(values).all():
-                raise ValueError(f"per-image {metric} scores include NaN or infinity")
-            self.means[metric] = values.T
+            self.means[metric] = per_image_matrix(per_images, ids, metric)
 
     def __call__(self, counts: np.ndarray) -> dict[str, np.ndarray]:
         out = {}

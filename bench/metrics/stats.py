@@ -152,15 +152,7 @@ def _scorer(metrics: Sequence[str], gts: Gts, hyps: Sequence[Res], ids: Sequence
     for metric in dict.fromkeys(metrics):
         if metric in BLEU_METRICS or metric == "CIDEr" or metric in exact:
             continue
-        if any(p is None for p in per_images):
-            raise ValueError(f"{metric} is resampled from per-image scores: pass per_image")
-        try:
-            values = np.array([[p[i][metric] for i in ids] for p in per_images], float)
-        except KeyError as e:
-            raise ValueError(f"per_image lacks {metric} for image {e}") from None
-        if not np.isfinite(values).all():
-            raise ValueError(f"per-image {metric} scores include NaN or infinity")
-        means[metric] = values.T  # (n, M)
+        means[metric] = per_image_matrix(per_images, ids, metric)
 
     def score(counts: np.ndarray) -> dict[str, np.ndarray]:
         out = {}
@@ -232,6 +224,20 @@ def _two_level(score: Scorer, n: int, columns: Sequence[Sequence[int]], n_resamp
             weights.append(np.bincount(flat, minlength=size * width).reshape(size, width) / len(cols))
         parts.append({m: np.stack([(v * w).sum(axis=1) for w in weights], axis=1) for m, v in scores.items()})
     return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
+
+
+def per_image_matrix(per_images: Sequence, ids: Sequence[str], metric: str) -> np.ndarray:
+    """(n images, M seeds) of a metric resampled as a mean of per-image scores; a ValueError names a
+    missing record, a missing image or a non-finite score."""
+    if any(p is None for p in per_images):
+        raise ValueError(f"{metric} is resampled from per-image scores: pass per_image for every seed")
+    try:
+        values = np.array([[p[i][metric] for i in ids] for p in per_images], float)
+    except KeyError as e:
+        raise ValueError(f"per_image lacks {metric} for image {e}") from None
+    if not np.isfinite(values).all():
+        raise ValueError(f"per-image {metric} scores include NaN or infinity")
+    return values.T
 
 
 def _distinct(runs: Sequence[Res], *extra: Sequence) -> tuple[list[int], list[int]]:
