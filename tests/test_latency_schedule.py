@@ -44,11 +44,15 @@ def test_a_deferred_latency_step_completes_the_result(write_config):
     assert read_json(job.dir / "latency.json")["batch1"]["repeats"] == 2
 
 
+# b's main step outlasts the others: a's and c's latency steps are due while b and d still run.
+MAIN_SECONDS = {"constant": 0.3, "b": 3.0, "c": 0.3, "d": 0.3}
+
+
 def _stand_in(job):
     """Records when each step of a job ran; a main step takes longer than the machine has cores."""
     step = "main" if job.extra.get("defer") else "latency"
     started = time.time()
-    time.sleep(0.6 if step == "main" else 0.3)
+    time.sleep(MAIN_SECONDS.get(job.label, 0.6) if step == "main" else 0.3)
     job.dir.mkdir(parents=True, exist_ok=True)
     (job.dir / f"{step}.span").write_text(json.dumps([started, time.time(), job.workers, job.cpus]))
     if step == "main":  # as bench.runner reports a step that deferred latency
@@ -76,6 +80,11 @@ def test_ray_latency_steps_never_overlap_another_jobs_work(write_config, monkeyp
              for job in jobs for step in ("main", "latency")}
     mains = [s for (_, step), s in spans.items() if step == "main"]
     assert any(a[0] < b[1] and b[0] < a[1] for a in mains for b in mains if a is not b)  # mains share the box
+    # Latency steps wait in the driver until every main step is done: a whole-node request queued in
+    # Ray would keep one-CPU main steps from starting on a half-free node (a CPU left idle).
+    last_main = max(end for _, end, _, _ in mains)
+    assert all(s[0] >= last_main for (_, step), s in spans.items() if step == "latency")
+    assert spans[("d", "main")][1] < spans[("b", "main")][1]  # d ran beside b, not after it
     for (label, step), (start, end, workers, _) in spans.items():
         if step != "latency":
             continue
