@@ -282,6 +282,14 @@ class Captioner(InferenceStacks, ABC):
     def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
         """PIL image -> tensor. Runs in DataLoader workers; `train` enables augmentation."""
 
+    @property
+    def random_augmentation(self) -> bool:
+        """Whether `preprocess(image, train=True)` is random (augmentation). When it is not, the training
+        loop preprocesses each image once and reuses the tensor for its other captions and epochs.
+        Default: random unless the config's `augment` field says "none"; a captioner without that
+        field whose training preprocess is deterministic may return False to be cached."""
+        return getattr(getattr(self, "config", None), "augment", "random") != "none"
+
     def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
         """Stack images and tokenize captions into a training batch."""
         raise NotImplementedError(f"{type(self).__name__} is not trainable")

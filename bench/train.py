@@ -70,10 +70,21 @@ class TrainReport:
         return asdict(self)
 
 
-class CaptionPairs(Dataset):
-    """(image, caption) pairs: every reference caption of every image is one sample."""
+#: Memory for preprocessed training images kept between their captions and epochs (bytes).
+IMAGE_CACHE_BYTES = 1 << 30
 
-    def __init__(self, captioner: Captioner, samples: Sequence[Sample], captions_per_image: int | None):
+
+class CaptionPairs(Dataset):
+    """(image, caption) pairs: every reference caption of every image is one sample.
+
+    Where the captioner's training preprocess is deterministic (no augmentation), each image is decoded
+    and preprocessed once and its tensor reused for its other captions and later epochs, up to
+    `cache_bytes` (images beyond it are decoded each time). The tensors are the same either way, so
+    the cache changes no number; it is off (0) with DataLoader workers, whose copies would not last.
+    """
+
+    def __init__(self, captioner: Captioner, samples: Sequence[Sample], captions_per_image: int | None,
+                 cache_bytes: int = 0):
         self.captioner = captioner
         self.samples = list(samples)
         self.pairs = [
@@ -81,17 +92,26 @@ class CaptionPairs(Dataset):
             for i, s in enumerate(self.samples)
             for caption in s.references[: captions_per_image or len(s.references)]
         ]
+        self.cache_left = cache_bytes if not captioner.random_augmentation else 0
+        self.cache: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int):
         i, caption = self.pairs[index]
+        if i in self.cache:
+            return self.cache[i], caption
         try:
             image = self.samples[i].load_image()
         except OSError:  # a corrupt image is skipped in collate, never a crash of the job
             return None
-        return self.captioner.preprocess(image, train=True), caption
+        tensor = self.captioner.preprocess(image, train=True)
+        size = tensor.numel() * tensor.element_size()
+        if size <= self.cache_left:
+            self.cache[i] = tensor
+            self.cache_left -= size
+        return tensor, caption
 
 
 class _Collate:
@@ -274,7 +294,8 @@ def train(
     device = captioner.device
     rank, world = distributed.rank(), distributed.world_size()
     seed_everything(seed)
-    dataset = CaptionPairs(captioner, samples, cfg.captions_per_image)
+    dataset = CaptionPairs(captioner, samples, cfg.captions_per_image,
+                           cache_bytes=IMAGE_CACHE_BYTES if cfg.num_workers == 0 else 0)
     if len(dataset) == 0:
         raise ValueError("training split has no (image, caption) pairs")
     module = captioner.module

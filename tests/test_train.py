@@ -195,3 +195,47 @@ def test_a_former_key_and_a_checkpoint_without_ema_are_handled(tiny_shapes, tmp_
     train(LinearCaptioner([1.0]), samples, TrainConfig(epochs=1, batch_size=4), tmp_path, log=_quiet)
     with pytest.raises(ValueError, match="no EMA"):
         train(LinearCaptioner([1.0]), samples, TrainConfig(epochs=2, batch_size=4, ema=0.9), tmp_path, log=_quiet)
+
+
+class _CountingPreprocess:
+    """Wraps a captioner's preprocess and counts the calls made with train=True."""
+
+    def __init__(self, model):
+        self.calls, self.inner = 0, model.preprocess
+
+    def __call__(self, image, train: bool = False):
+        self.calls += train
+        return self.inner(image, train=train)
+
+
+@pytest.mark.parametrize("augment, cache, expected_calls", [
+    ("none", 1 << 30, 12),          # each image once, then its tensor for its 5 captions x 2 epochs
+    ("none", 0, 120),               # no room: every pair decodes its image
+    ("crop_flip", 1 << 30, 120),    # random augmentation is never cached
+])
+def test_training_images_are_preprocessed_once_unless_augmented(tiny_shapes, tmp_path, monkeypatch,
+                                                               augment, cache, expected_calls):
+    from bench import train as train_module
+
+    samples = tiny_shapes.samples("train")[:12]  # 12 images x 5 captions = 60 pairs per epoch
+    monkeypatch.setattr(train_module, "IMAGE_CACHE_BYTES", cache)
+    model = _model(samples, "mdm-tiny", augment=augment)
+    counter = _CountingPreprocess(model)
+    monkeypatch.setattr(model, "preprocess", counter)
+    train(model, samples, TrainConfig(epochs=2, batch_size=8, lr=1e-3), tmp_path, seed=3, log=_quiet)
+    assert counter.calls == expected_calls
+
+
+def test_the_image_cache_changes_no_weight(tiny_shapes, tmp_path, monkeypatch):
+    from bench import train as train_module
+
+    samples = tiny_shapes.samples("train")[:12]
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3)
+    weights = []
+    for cache in (0, 1 << 30):
+        monkeypatch.setattr(train_module, "IMAGE_CACHE_BYTES", cache)
+        model = _model(samples, "mdm-tiny", dropout=0.1)
+        train(model, samples, cfg, tmp_path / str(cache), seed=3, log=_quiet)
+        weights.append(model.module.state_dict())
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
