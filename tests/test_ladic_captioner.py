@@ -181,9 +181,9 @@ def test_latent_cache_gives_the_encoder_latents(tiny, samples):
     cached.network, cached.codec, cached.arch = tiny.network, tiny.codec, tiny.arch
     captions = [s.references[0] for s in samples[:8]]
     ids, mask = tiny.codec.encode(captions, tiny.config.max_tokens)
-    first = cached._cached_x0(ids, mask)
-    assert len(cached._cache) == 5  # bounded
-    assert torch.equal(cached._cached_x0(ids, mask), first)  # hits and misses round alike
+    first = cached._latents.x0(cached.module.latent, ids, mask)
+    assert len(cached._latents) == 5  # bounded
+    assert torch.equal(cached._latents.x0(cached.module.latent, ids, mask), first)  # hits and misses round alike
     exact = tiny.module.latent.encode(ids, mask)
     assert torch.allclose(first, exact, atol=2e-2 * float(exact.abs().max()))
 
@@ -201,3 +201,17 @@ def test_cached_unconditional_memory_follows_the_weights(samples, pixels):
     after = model.sample_latents(pixels, *settings, seed=4)
     assert torch.allclose(after, model.sample_latents(pixels, *settings, seed=4, mode="reference"), atol=1e-5)
     assert not torch.allclose(after, before)
+
+
+def test_temperature_one_is_the_sampler_and_samples_follow_the_temperature(tiny, pixels):
+    assert tiny.caption(pixels, seed=2, temperature=1.0) == tiny.caption(pixels, seed=2)
+    x_cold = tiny.sample_latents(pixels, 3, 1.0, None, temperature=0.5)
+    x_one = tiny.sample_latents(pixels, 3, 1.0, None)
+    assert not torch.equal(x_cold, x_one)  # the draws moved, so the trajectory did
+    k = 3
+    assert tiny.sample_captions(pixels, k, "seeds", seed=2) == \
+        tiny.sample_captions(pixels, k, "seeds", seed=2, temperature=1.0)
+    hot = tiny.sample_captions(pixels, k, "seeds", seed=2, temperature=0.5)
+    assert [row[0] for row in hot] == tiny.caption(pixels, seed=2, temperature=0.5)  # seed, seed+1, ...
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        tiny.caption(pixels, temperature=0.0)

@@ -179,3 +179,12 @@ def test_a_run_resumed_from_its_pause_draws_what_the_whole_run_draws(refine):
         again = diffusion.sample(CountingDenoiser(), NoiseSource([5, 6], 1, 6, 4), steps, 1.0, refine, confidence,
                                  resume=plain.paused)
         assert torch.equal(again.x0, plain.x0)
+
+
+def test_temperature_scales_every_draw_and_one_changes_nothing():
+    plain = NoiseSource(seeds=[3, 4], candidates=1, tokens=5, width=3)
+    hot = NoiseSource(seeds=[3, 4], candidates=1, tokens=5, width=3, scale=2.0)
+    for _ in range(2):  # the start and a re-noising draw alike
+        a, b = plain.draw(), hot.draw()
+        assert torch.equal(b, 2.0 * a)
+    assert NoiseSource(seeds=[3], candidates=1, tokens=5, width=3, scale=1.0).scale == 1.0

@@ -42,6 +42,11 @@ Defaults follow the paper; the released code's differences are options:
   whatever its batch mates, and images get independent noise, so intervals over images carry no
   noise draw shared by the whole split. The released code draws the batch's noise from the global
   generator.
+- Temperature (an option; neither the paper nor the released code has one): `temperature` scales every
+  Gaussian draw, x_T's and each re-noising's, as reduced-temperature sampling of score-based models
+  does. 1 (the default) is the paper's sampler, bit for bit. It is the knob the diversity phase sweeps
+  (k noise seeds at each temperature), so LaDiC's diversity is read as a curve against quality like
+  the other models' rather than at one point.
 - Error-propagation probes (bench/metrics/errprop.py). `caption_raw`: the argmax tokens with the
   length fillers removed, nothing de-duplicated. `caption_with_injection`: the uninjected run is
   sampled again (same noise), word k of its caption is mapped to its token positions (runs of one id
@@ -104,12 +109,12 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
-from torch.nn.utils.rnn import pad_sequence
 
 from bench.api import PROBE_INJECTION, PROBE_RAW, PROBE_SAMPLING, Captioner, Knob, Sample, VariantInfo
 from models.ladic import encoders
 from models.ladic.config import VARIANTS, LaDiCConfig, validate
 from models.ladic.diffusion import Diffusion, NoiseSource, Refine, SampleTrace, guide
+from models.ladic.latent import LatentCache
 from models.ladic.mbr import mbr_select
 from models.ladic.network import Architecture, LaDiCNetwork, build, rebuild
 from models.ladic.probes import LaDiCProbes
@@ -144,6 +149,8 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         Knob("seed", int, 0, help="noise seed; a caption depends on (image, seed) only"),
         Knob("mode", str, "optimized", choices=("optimized", "reference"),
              help="optimized loop, or the released code's loop structure (same captions)"),
+        Knob("temperature", float, 1.0, help="standard deviation of every noise draw (the start and each "
+             "re-noising); 1: the paper's sampler, < 1 nearer the mode, > 1 more varied"),
     )
     probes = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_SAMPLING})
     sampling_methods = ("seeds",)  # k captions per image: k noise seeds
@@ -158,7 +165,7 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
         self.network: LaDiCNetwork | None = None
         self.codec: CaptionCodec | None = None
         self.arch: Architecture | None = None
-        self._cache: dict[bytes, torch.Tensor] = {}
+        self._latents = LatentCache(config.latent_cache)
         self._uncond: tuple[Any, list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         self._passes: Passes | None = None  # the optimized sampler's passes under the chosen stack
         self.diffusion = Diffusion(config.timesteps, config.beta_start, config.beta_end,
@@ -224,33 +231,8 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        x0 = self._cached_x0(ids, mask) if self.config.latent_cache else None
+        x0 = self._latents.x0(self.module.latent, ids, mask) if self.config.latent_cache else None
         return self.module.loss(batch["pixel_values"], ids, mask, self.diffusion, self.config, x0)["loss"]
-
-    def _cached_x0(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x0 of a batch through a cache of the frozen encoder's outputs, keyed by token ids.
-
-        The encoder is frozen, so a caption's latent never changes: on small datasets (shapes) this
-        saves re-encoding every caption every epoch. Entries are kept in float16, real tokens only.
-        """
-        latent = self.module.latent
-        lengths = mask.sum(1).tolist()
-        keys = [bytes(row) for row in ids.to(torch.int32).cpu().numpy()]
-        missing = [i for i, key in enumerate(keys) if key not in self._cache]
-        fresh = latent.hidden(ids[missing], mask[missing]) if missing else None
-        rows = []
-        for i, key in enumerate(keys):
-            if key in self._cache:
-                rows.append(self._cache[key].to(ids.device, latent.mean.dtype))
-                continue
-            h = fresh[missing.index(i)][: lengths[i]].half()  # type: ignore[index]
-            if len(self._cache) < self.config.latent_cache:
-                self._cache[key] = h.cpu()
-            rows.append(h.to(latent.mean.dtype))  # rounded like a hit: x0 never depends on the cache
-        full = pad_sequence(rows, batch_first=True)
-        full = torch.cat([full, full.new_zeros(len(rows), ids.shape[1] - full.shape[1], full.shape[2])], 1)
-        padding = (torch.arange(ids.shape[1], device=ids.device)[None] >= mask.sum(1, keepdim=True))
-        return latent.normalise(torch.where(padding.unsqueeze(-1), latent.filler.to(full.dtype), full))
 
     # -- decoding ---------------------------------------------------------------------------------
     def default_decoding(self) -> dict[str, Any]:
@@ -271,32 +253,23 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
 
     def decode_cost(self, steps: int | None = None, guidance: float | None = None,
                     back_and_refine: bool | None = None, mbr: int | None = None, seed: int = 0,
-                    mode: Mode = "optimized") -> int:
+                    mode: Mode = "optimized", temperature: float = 1.0) -> int:
         """Diffuser forwards per caption: iterations (Back&Refine adds the ones before its restart)
-        x 2 with guidance x MBR candidates (`seed` and `mode` change no count; an unknown knob is a
-        TypeError, as in `caption`)."""
+        x 2 with guidance x MBR candidates (`seed`, `mode` and `temperature` change no count; an
+        unknown knob is a TypeError, as in `caption`)."""
         steps, guidance, refine, mbr = self._settings(steps, guidance, back_and_refine, mbr)
         return self.diffusion.num_calls(steps, refine) * (2 if guidance != 0 else 1) * mbr
 
     @torch.no_grad()
     def caption(self, pixel_values: torch.Tensor, steps: int | None = None, guidance: float | None = None,
                 back_and_refine: bool | None = None, mbr: int | None = None, seed: int = 0,
-                mode: Mode = "optimized") -> list[str]:
+                mode: Mode = "optimized", temperature: float = 1.0) -> list[str]:
         """Captions for a batch; a caption depends on its image and `seed`, never on its batch mates."""
         steps_, guidance_, refine, mbr_ = self._settings(steps, guidance, back_and_refine, mbr)
-        x0 = self.sample_latents(pixel_values, steps_, guidance_, refine, mbr_, seed, mode)
+        x0 = self.sample_latents(pixel_values, steps_, guidance_, refine, mbr_, seed, mode, temperature)
         assert self.codec is not None
         captions = [self.codec.decode(row) for row in self._ids(x0).tolist()]
         return mbr_select(captions, mbr_, self.config.mbr_metric) if mbr_ > 1 else captions
-
-    def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
-                        **decoding: Any) -> list[list[str]]:
-        """Probe `sampling`: k captions per image from noise seeds seed, seed+1, ..., seed+k-1."""
-        if method != "seeds":
-            raise ValueError(f"sampling method {method!r} is not accepted; accepted: 'seeds'")
-        decoding = {name: v for name, v in decoding.items() if name != "seed"}
-        runs = [self.caption(pixel_values, seed=seed + j, **decoding) for j in range(k)]
-        return [list(row) for row in zip(*runs, strict=True)]
 
     def _ids(self, x0: torch.Tensor) -> torch.Tensor:
         with evaluating(self.module) as network:  # the paper decoder's BERT layers: no dropout here either
@@ -305,16 +278,20 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
     @torch.no_grad()
     def sample_latents(self, pixel_values: torch.Tensor, steps: int, guidance: float,
                        refine: Refine | None, mbr: int = 1, seed: int = 0,
-                       mode: Mode = "optimized") -> torch.Tensor:
+                       mode: Mode = "optimized", temperature: float = 1.0) -> torch.Tensor:
         """Predicted x0 (batch * mbr, tokens, width), image-major; noise seeded per image."""
-        return self.sample_trace(pixel_values, steps, guidance, refine, mbr, seed, mode).x0
+        return self.sample_trace(pixel_values, steps, guidance, refine, mbr, seed, mode, temperature).x0
 
     @torch.no_grad()
     def sample_trace(self, pixel_values: torch.Tensor, steps: int, guidance: float, refine: Refine | None,
-                     mbr: int = 1, seed: int = 0, mode: Mode = "optimized", **probe: Any) -> SampleTrace:
-        """The sampler's trace; `probe` passes inject / pause_at / resume on (Diffusion.sample)."""
+                     mbr: int = 1, seed: int = 0, mode: Mode = "optimized", temperature: float = 1.0,
+                     **probe: Any) -> SampleTrace:
+        """The sampler's trace; `probe` passes inject / pause_at / resume on (Diffusion.sample);
+        `temperature` scales every noise draw."""
         if mode not in ("optimized", "reference"):
             raise ValueError(f"mode must be 'optimized' or 'reference', got {mode!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
         # Seeds are hashed from the pixels as given (on the host, when they come from the host),
         # before the upload, so no device-to-host copy sits inside the timed sampler.
         seeds = image_seeds(pixel_values, seed)
@@ -326,7 +303,7 @@ class LaDiCCaptioner(LaDiCProbes, Captioner):
                 denoise = self._reference_denoiser(pixel_values, guidance, mbr)
             latent = network.latent
             noise = NoiseSource(seeds, mbr, self.config.max_tokens, latent.width, self.device,
-                                torch.float32)  # the sampler's state is fp32 whatever the weights' dtype
+                                torch.float32, scale=temperature)  # the sampler's state is fp32 whatever the weights' dtype
             return self.diffusion.sample(denoise, noise, steps, self.config.sample_dilation, refine,
                                          latent.confidence, **probe)
 

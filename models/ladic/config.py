@@ -1,7 +1,7 @@
 """LaDiC's configuration dataclass and its variants table.
 
-Every behaviour the paper and the released code disagree on is a field here (see the package
-docstring in `models/ladic/__init__.py` for which default follows which source, and why).
+Every behaviour the paper and the released code disagree on is a field here (see the model
+card, the docstring of `models/ladic/captioner.py`, for which default follows which source, and why).
 """
 
 from __future__ import annotations

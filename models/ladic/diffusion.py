@@ -64,14 +64,16 @@ class NoiseSource:
     """
 
     def __init__(self, seeds: Sequence[int], candidates: int, tokens: int, width: int,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, scale: float = 1.0):
         self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         self.shape = (candidates, tokens, width)
         self.device, self.dtype = device, dtype
+        self.scale = float(scale)  # the sampling temperature: every draw's standard deviation
 
     def draw(self) -> torch.Tensor:
-        return torch.cat([torch.randn(self.shape, generator=g, device=self.device, dtype=self.dtype)
-                          for g in self.generators])
+        noise = torch.cat([torch.randn(self.shape, generator=g, device=self.device, dtype=self.dtype)
+                           for g in self.generators])
+        return noise if self.scale == 1.0 else noise * self.scale
 
     def get_state(self) -> list[torch.Tensor]:
         return [g.get_state() for g in self.generators]

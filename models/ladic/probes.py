@@ -16,7 +16,18 @@ PROBE_CACHE = 8  # uninjected runs kept (batches x settings the phase cycles thr
 
 
 class LaDiCProbes:
-    """Mixin of LaDiCCaptioner: `probe_decoding`, `caption_raw`, `caption_with_injection`."""
+    """Mixin of LaDiCCaptioner: `probe_decoding`, `caption_raw`, `caption_with_injection`,
+    `sample_captions`."""
+
+    def sample_captions(self, pixel_values: torch.Tensor, k: int, method: str, seed: int = 0,
+                        temperature: float = 1.0, **decoding: Any) -> list[list[str]]:
+        """Probe `sampling`: k captions per image from noise seeds seed, seed+1, ..., seed+k-1, every
+        noise draw scaled by `temperature` (the diffusion sampler's temperature: see `caption`)."""
+        if method != "seeds":
+            raise ValueError(f"sampling method {method!r} is not accepted; accepted: 'seeds'")
+        decoding = {name: v for name, v in decoding.items() if name not in ("seed", "temperature")}
+        runs = [self.caption(pixel_values, seed=seed + j, temperature=temperature, **decoding) for j in range(k)]
+        return [list(row) for row in zip(*runs, strict=True)]
 
     def probe_decoding(self, decoding: dict[str, Any]) -> dict[str, Any]:
         # One candidate is one noise trajectory to inject into: MBR's choice among several is not.
