@@ -8,7 +8,7 @@ Run by `bench run` after its jobs and by `bench report`, from the result files o
   difference, its unadjusted and its Holm-adjusted interval and a two-sided p-value, Holm-adjusted within
   its family (bench/paired.py: the pairs, the two families, the resample count, the engine).
 
-A rerun whose inputs (texts, per-image scores, METEOR statistics, diversity, seeds, settings) have the
+A rerun whose inputs (texts, per-image scores, METEOR statistics, seeds, settings) have the
 digest recorded in seeds.json and comparisons.json keeps them instead of resampling again.
 
 Corpus metrics need the PTB-tokenised captions and references, which scores.json does not keep: they
@@ -31,14 +31,12 @@ from bench.paired import (  # noqa: F401 - the statistics live in bench/paired.p
     ALPHA,
     CONFIDENCE,
     DEFAULT_PRIMARY,
-    DIVERSITY,
     METRICS,
     N_RESAMPLES,
     PRIMARY,
     Model,
     Run,
     comparison_rows,
-    diversity_tests,
     format_p,
     pairs,
     resamples_for,
@@ -50,7 +48,8 @@ CACHE = files.TOKENIZED
 USABLE = ("ok", "partial")  # statuses whose scores stand (partial: a phase after eval failed)
 CACHE_VERSION = 2  # 2: texts reduced to one line first (bench/metrics/ptb.py)
 #: Bumped when what the comparisons compute changes, so a cached seeds.json / comparisons.json is redone.
-RESULTS_VERSION = 2  # 2: one engine per task, seed-level correction, two Holm families, adjusted intervals
+RESULTS_VERSION = 3  # 2: one engine per task, seed-level correction, two Holm families, adjusted intervals;
+# 3: no diversity tests (diversity is compared at matched quality, bench/report/diversity.py)
 PAIRED_METHOD = ("paired two-level bootstrap (each model's training seeds, small-sample corrected, then the same "
                  "test images; corpus metrics recomputed per resample), two-sided p, Holm-adjusted within its "
                  "family (primary: the cross-paradigm tests of the declared quality metrics; secondary: the rest)")
@@ -134,7 +133,7 @@ def _fill(suite_dir: Path, pending: list, references: dict, jar, log: Callable[[
         path = suite_dir / str(result["job_id"]) / CACHE
         cached = read_json(path) if path.is_file() else {}
         run = Run(str(result["job_id"]), int(result.get("seed", 0)), {}, scores.get("per_image", {}),
-                  scores.get("corpus", {}), None, _diversity(suite_dir / str(result["job_id"])))
+                  scores.get("corpus", {}), None)
         if cached.get("version") == CACHE_VERSION and cached.get("source") == source:
             run.res, run.meteor = cached["res"], cached.get("meteor")
         else:
@@ -153,14 +152,6 @@ def _fill(suite_dir: Path, pending: list, references: dict, jar, log: Callable[[
                                   "meteor": run.meteor})
     for model, run in runs:
         _check_consistent(model, run)
-
-
-def _diversity(job_dir: Path) -> dict[str, dict[str, float]] | None:
-    """Per-image diversity of the first sampling method the model declares (diversity.json), if any."""
-    path = job_dir / files.DIVERSITY
-    report = read_json(path) if path.is_file() else {}
-    methods = [m for m in report.get("sampling_methods", []) if m in report.get("methods", {})]
-    return report["methods"][methods[0]].get("per_image") if methods else None
 
 
 def _meteor_jar():
@@ -262,14 +253,14 @@ def _flat(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def inputs_digest(models: Sequence[Model], n_resamples: int, primary: Sequence[str]) -> str:
     """A digest of everything the comparisons are computed from (texts, per-image scores, METEOR
-    statistics, diversity, seeds, labels, paradigms, settings and the code's RESULTS_VERSION)."""
+    statistics, seeds, labels, paradigms, settings and the code's RESULTS_VERSION)."""
     h = hashlib.sha256()
     h.update(json.dumps({"version": RESULTS_VERSION, "n_resamples": n_resamples, "primary": list(primary),
                          "confidence": CONFIDENCE, "alpha": ALPHA}, sort_keys=True).encode())
     for m in models:
         h.update(json.dumps([m.task, m.label, m.paradigm, m.trainable, m.order, m.gts], sort_keys=True).encode())
         for r in m.runs:
-            h.update(json.dumps([r.job_id, r.seed, r.res, r.per_image, r.corpus, r.meteor, r.diversity],
+            h.update(json.dumps([r.job_id, r.seed, r.res, r.per_image, r.corpus, r.meteor],
                                 sort_keys=True).encode())
     return h.hexdigest()
 

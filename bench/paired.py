@@ -5,10 +5,14 @@ bootstrap for all models at once (bench/metrics/resampling.py) and derives from 
 
 - each model's mean over seeds, sd and 95% two-level interval (seed level small-sample corrected);
 - paired tests A - B: every learned model of one paradigm against every learned model of each other
-  paradigm (quality metrics and diversity), and every learned model against the best trivial reference;
+  paradigm (quality metrics), and every learned model against the best trivial reference;
 - two families, each Holm-adjusted on its own: the primary family is the cross-paradigm tests of the
   quality metrics the suite declares (`compare.primary` in bench.yaml), the secondary family is the rest
-  (other quality metrics, diversity, the reference tests);
+  (other quality metrics, the reference tests).
+
+Diversity is not tested here: two models' default sampling points sit at different quality, and a
+difference in diversity there says as much about quality as about the sampler. It is compared at matched
+mean-of-k CIDEr along each model's temperature sweep (bench/report/diversity.py), outside these families.
 - for each test, besides the unadjusted percentile interval (labelled so), a Holm-adjusted interval:
   the symmetric bootstrap interval d +- h that inverts the test at the level of its Holm step
   (alpha x p / p_Holm), so that it excludes 0 exactly when p_Holm <= alpha;
@@ -33,9 +37,6 @@ from bench.metrics.quality import TABLE_METRICS as METRICS
 PRIMARY = "CIDEr"  # ranks the trivial references
 #: The primary family's quality metrics when the suite declares none (`compare.primary`).
 DEFAULT_PRIMARY = TABLE_METRICS  # BLEU-4, METEOR, ROUGE-L, CIDEr, SPICE
-#: Per-image diversity measures of diversity.json compared between learned models, and whether higher
-#: means more diverse (bench/metrics/diversity.py: mBLEU-4 is lower for more diverse captions).
-DIVERSITY = ("div1", "div2", "mbleu4", "self_cider")  # directions: bench/metrics/catalog.py
 N_RESAMPLES = 1000
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -52,7 +53,6 @@ class Run:
     per_image: dict[str, dict[str, float]]
     corpus: dict[str, float]
     meteor: dict[str, list[float]] | None
-    diversity: dict[str, dict[str, float]] | None = None  # per image, the model's own sampling method
 
 
 @dataclass
@@ -97,13 +97,12 @@ def pairs(models: Sequence[Model]) -> list[tuple[str, Model, Model]]:
 
 
 def count_tests(models: Sequence[Model]) -> int:
-    """Every test the suite makes (quality metrics of every pair; diversity of every cross-paradigm pair)."""
+    """Every test the suite makes (the quality metrics of every pair)."""
     tests = 0
     for task in dict.fromkeys(m.task for m in models):
         mine = [m for m in models if m.task == task]
         common = _metrics(mine)
-        for kind, _, _ in pairs(mine):
-            tests += len(common) + (len(DIVERSITY) if kind == "paradigm" else 0)
+        tests += len(common) * len(pairs(mine))
     return tests
 
 
@@ -135,26 +134,6 @@ def task_resamples(models: Sequence[Model], meteor_score, n_resamples: int, work
               for m in models]
     return resample_groups({i: models[0].gts[i] for i in ids}, groups, _metrics(models), n_resamples,
                            meteor_score=meteor_score, workers=workers)
-
-
-def diversity_resamples(models: Sequence[Model], n_resamples: int, workers: int | None = None):
-    """(models that sampled, the two-level bootstrap of their per-image diversity), or None.
-
-    Only the seeds that sampled take part (a suite may run the diversity phase on some seeds only)."""
-    from bench.metrics.resampling import Group, resample_groups
-
-    sampled = [m for m in models if any(r.diversity is not None for r in m.runs)]
-    if len(sampled) < 2:
-        return None
-    runs = [[r for r in m.runs if r.diversity is not None] for m in sampled]
-    ids = sorted(set.intersection(*(set(r.diversity) for rs in runs for r in rs)))
-    metrics = [x for x in DIVERSITY if ids and all(x in r.diversity[ids[0]] for rs in runs for r in rs)]
-    if not metrics:
-        return None
-    blank = {i: ["-"] for i in ids}  # per-image means need no texts: placeholders satisfy the checks
-    groups = [Group([blank] * len(rs), [{i: r.diversity[i] for i in ids} for r in rs], [None] * len(rs))
-              for rs in runs]
-    return sampled, runs, resample_groups(blank, groups, metrics, n_resamples, workers=workers)
 
 
 def p_value(deltas: np.ndarray, delta: float) -> float:
@@ -231,15 +210,12 @@ def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_
         index = {id(m): g for g, m in enumerate(mine)}
         if seeds_out is not None:
             seeds_out += [seed_row(m, index[id(m)], res) for m in mine]
-        div = diversity_resamples(mine, n_resamples, workers)
         for kind, a, b in pairs(mine):
             ga, gb = index[id(a)], index[id(b)]
             for metric, points in res.points.items():
                 deltas = res.samples[metric][:, ga] - res.samples[metric][:, gb]
                 rows.append(test_row(kind, a, b, metric, statistics.mean(points[ga]), statistics.mean(points[gb]),
                                      deltas, (a.seeds, b.seeds), res.n_images))
-            if kind == "paradigm" and div is not None:
-                rows += _diversity_rows(a, b, *div)
     first = [r for r in rows if r["kind"] == "paradigm" and r["metric"] in primary]
     second = [r for r in rows if not (r["kind"] == "paradigm" and r["metric"] in primary)]
     finish_family(first, "primary")
@@ -247,23 +223,11 @@ def comparison_rows(models: Sequence[Model], meteor_score, n_resamples: int = N_
     return rows
 
 
-def _diversity_rows(a: Model, b: Model, sampled: list[Model], runs: list, res) -> list[dict[str, Any]]:
-    names = [m.label for m in sampled]
-    if a.label not in names or b.label not in names:
-        return []
-    ga, gb = names.index(a.label), names.index(b.label)
-    seeds = ([r.seed for r in runs[ga]], [r.seed for r in runs[gb]])
-    return [test_row("paradigm", a, b, f"diversity {metric}", statistics.mean(points[ga]),
-                     statistics.mean(points[gb]), res.samples[metric][:, ga] - res.samples[metric][:, gb],
-                     seeds, res.n_images) for metric, points in res.points.items()]
-
-
 def verdict_text(row: dict[str, Any]) -> str:
     if not row["significant"]:
         return "no significant difference"
     a_ahead = (row["delta"] > 0) == row.get("higher_is_better", True)
-    word = "more diverse" if row["metric"].startswith("diversity") else "better"
-    return f"{row['model_a'] if a_ahead else row['model_b']} {word}"
+    return f"{row['model_a'] if a_ahead else row['model_b']} better"
 
 
 def format_p(p: float, floor: float | None = None) -> str:
@@ -271,11 +235,3 @@ def format_p(p: float, floor: float | None = None) -> str:
     if floor is not None and p <= floor * (1 + 1e-9):
         return f"<= {floor:.2g}"
     return f"{p:.3g}" if p >= 0.001 else f"{p:.1e}"
-
-
-def diversity_tests(a: Model, b: Model, n_resamples: int, workers: int | None = 1) -> dict[str, dict[str, Any]]:
-    """The diversity tests of one pair alone (unadjusted rows keyed by "diversity <measure>"), or {}."""
-    div = diversity_resamples([a, b], n_resamples, workers)
-    if div is None:
-        return {}
-    return {r["metric"]: r for r in _diversity_rows(a, b, *div)}
