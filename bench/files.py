@@ -10,6 +10,7 @@ from __future__ import annotations
 # -- a job's folder -------------------------------------------------------------------------------
 JOB = "job.json"  # the job's settings (bench.plan.Job.to_dict), written first
 WORKER = "worker.json"  # pid, host and start time of the process that runs it
+PHASE = ".phase"  # the phase a running job is in (read by the live view; removed when the job ends)
 RESULT = "result.json"  # status, headline metrics, timings: written last, so it marks an ended job
 TRAIN = "train.json"  # the training report, written with the saved model
 CAPTIONS = "captions.json"  # eval split: one caption per image

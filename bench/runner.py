@@ -51,6 +51,14 @@ class JobLog:
             pass
 
 
+def mark_phase(job: Job, name: str) -> None:
+    """Say which phase the job is in (job.dir/.phase), for the driver's live view; never fails the job."""
+    try:
+        (job.dir / files.PHASE).write_text(name)
+    except OSError:
+        pass
+
+
 def pick_device(job: Job) -> str:
     """The device of a single-process job (a data-parallel worker gets its device from Ray Train)."""
     import torch
@@ -104,6 +112,7 @@ def run_job(job: Job, phases: PhaseRunner | None = None) -> dict[str, Any]:
             raise
     finally:
         _write_quietly(job.dir / files.SYSTEM_METRICS, earlier.get("system_metrics", []) + monitor.samples, log)
+        (job.dir / files.PHASE).unlink(missing_ok=True)
     result["seconds"] = time.time() - started + earlier.get("seconds", 0.0)
     from bench.derived import output_digests
 
@@ -196,6 +205,7 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
         out["train"] = read_json(train_file) if main else {}
     else:
         captioner = create_captioner(job.model, **job.overrides).to(device)
+        mark_phase(job, "prepare")
         log(f"prepare on {len(train_samples)} training images")
         prepared = time.time()
         with distributed.main_first():  # prepare may download weights or fill a cache
@@ -206,6 +216,7 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
             from bench.config import TrainConfig
 
             cfg = TrainConfig.model_validate(job.train)
+            mark_phase(job, "train")
             log(f"train: {cfg.epochs} epoch(s), batch {cfg.batch_size}, lr {cfg.lr}, {device}")
             report.update(train(captioner, train_samples, cfg, job.dir / "train_state", job.seed, log).to_dict())
         if "train" in job.phases and main:
@@ -221,6 +232,7 @@ def run_phases(job: Job, log: Callable[[str], None], device: str) -> dict[str, A
     if _now(job, "eval"):
         from bench.phases.evaluate import eval_phase
 
+        mark_phase(job, "eval")
         out["metrics"] = eval_phase(job, task, captioner, log)
     if not main:
         return None  # the other ranks helped train and caption; rank 0 measures the rest alone
@@ -241,6 +253,7 @@ def _late_phase(name: str, job: Job, task, captioner, out: dict[str, Any], log: 
     import importlib
 
     phase = getattr(importlib.import_module(f"bench.phases.{name}"), f"{name}_phase")
+    mark_phase(job, name)
     try:
         headline = phase(job, task, captioner, log)
     except Exception as err:  # noqa: BLE001 - a late phase's failure must not cost the earlier results

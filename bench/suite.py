@@ -125,7 +125,7 @@ def _run_locked(cfg: BenchConfig, suite_name: str, every: list[Job], jobs: list[
     status = "FAILED"
     from bench.progress import SuiteProgress
 
-    progress = SuiteProgress(len(todo), echo)  # a live bar on a terminal; each note once per run
+    progress = SuiteProgress(len(todo), echo, jobs=todo)  # a live view on a terminal; each note once per run
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
         results[job.key] = result

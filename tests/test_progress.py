@@ -49,7 +49,7 @@ def test_a_note_every_job_repeats_is_printed_once_per_run(write_config, monkeypa
 def test_the_live_view_counts_finished_and_failed_jobs_with_the_time_left(tmp_path, capsys):
     class Job:
         def __init__(self, label):
-            self.label, self.seed, self.dir = label, 0, tmp_path / label
+            self.label, self.seed, self.dir, self.key = label, 0, tmp_path / label, label
 
     progress = SuiteProgress(3, print, live=True)
     progress.job_done(Job("a"), {"status": "ok"})
@@ -59,6 +59,47 @@ def test_the_live_view_counts_finished_and_failed_jobs_with_the_time_left(tmp_pa
     assert "jobs 2/3" in err and "1 ok, 1 failed; last: b s0 failed" in err
     assert "<00:" in err  # tqdm's estimate of the time left
     progress.close()
+
+
+def test_the_live_view_shows_each_running_job_with_its_phase_and_latest_line(tmp_path, capsys):
+    class Job:
+        def __init__(self, label, seed):
+            self.label, self.seed, self.key, self.dir = label, seed, f"{label}{seed}", tmp_path / f"{label}{seed}"
+            self.dir.mkdir()
+
+    training, waiting, ended = Job("mdm-mini", 1), Job("ladic-mini", 0), Job("vit-gpt2-mini", 2)
+    (training.dir / ".phase").write_text("train")
+    (training.dir / "log.txt").write_text("12:00:00 [mdm-mini/shapes/s1] train: 12 epoch(s)\n"
+                                          "12:00:20 [mdm-mini/shapes/s1] epoch 1: loss 1.91 (20s; about 3.6 min left)\n\n")
+    (ended.dir / ".phase").write_text("eval")
+    progress = SuiteProgress(3, print, live=True, jobs=[training, waiting, ended], refresh=0.05)
+    progress.job_done(ended, {"status": "ok"})
+    assert progress.running() == ["mdm-mini s1 [train] epoch 1: loss 1.91 (20s; about 3.6 min left)"]
+    time.sleep(0.5)  # the watcher draws it below the bar
+    assert "mdm-mini s1 [train] epoch 1: loss 1.91" in capsys.readouterr().err
+    (training.dir / ".phase").write_text("errprop")
+    (training.dir / "log.txt").open("a").write("12:05:00 [mdm-mini/shapes/s1] errprop: injection, level 0.5\n")
+    assert progress.running() == ["mdm-mini s1 [errprop] errprop: injection, level 0.5"]
+    progress.close()
+
+
+@pytest.mark.java
+def test_the_runner_says_which_phase_a_job_is_in_and_clears_it_at_the_end(write_config, monkeypatch):
+    from bench import runner
+    from bench.plan import plan_suite
+
+    job = plan_suite(load_config(write_config(SUITE)), "mini", only=["constant"])[0]
+    seen = []
+    mark = runner.mark_phase
+
+    def recording(job, name):
+        mark(job, name)
+        seen.append((job.dir / ".phase").read_text())
+
+    monkeypatch.setattr(runner, "mark_phase", recording)
+    assert runner.run_job(job)["status"] == "ok"
+    assert seen == ["prepare", "eval"]  # the constant has nothing to train
+    assert not (job.dir / ".phase").exists()
 
 
 def _bench_run(path: Path, *extra: str) -> str:
