@@ -4,7 +4,7 @@
 
 Synthetic data shaped like COCO's: a Zipf vocabulary, five references per image, captions of 8-14
 words that are noisy copies of a hidden sentence (each model its own noise level), per-image ROUGE-L
-and SPICE scores, and per-image diversity for the learned models. Models: 3 of one paradigm, 3 of
+and SPICE scores. Models: 3 of one paradigm, 3 of
 another and 1 trivial reference by default, 3 seeds each, so the pairs and the resample count are
 those of bench/paired.py for such a suite. With --meteor (Java needed) METEOR is exact: real
 statistics lines of 200 captions from the jar, repeated over the images (a sum of real lines), scored by
@@ -50,10 +50,8 @@ def synthetic(images: int, models: int, seeds: int, rng: np.random.Generator):
             res = {i: [vary(b, noise)] for i, b in zip(ids, bases, strict=True)}
             per = {i: {"ROUGE-L": float(rng.random()), "SPICE": float(rng.random()), "METEOR": float(rng.random())}
                    for i in ids}
-            div = ({i: {k: float(rng.random()) for k in ("div1", "div2", "mbleu4", "self_cider")} for i in ids}
-                   if trainable else None)
             corpus = dict.fromkeys(("BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE"), 0.5)
-            model.runs.append(Run(f"model{m}-{s}", s, res, per, corpus, None, div))
+            model.runs.append(Run(f"model{m}-{s}", s, res, per, corpus, None))
         out.append(model)
     return out
 
