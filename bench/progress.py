@@ -41,7 +41,7 @@ class SuiteProgress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc="jobs", unit="job", dynamic_ncols=True, leave=False,
-                            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {postfix} [{elapsed}<{remaining}]")
+                            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| [{elapsed}<{remaining}]{postfix}")
             self._postfix("starting")
             if self.jobs:
                 threading.Thread(target=self._watch, args=(refresh,), daemon=True).start()
