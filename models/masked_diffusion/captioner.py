@@ -35,6 +35,7 @@ from models.masked_diffusion.config import REMASKING, VARIANTS, MDMConfig, valid
 from models.masked_diffusion.network import MDMNetwork, build_image_encoder
 from models.masked_diffusion.sampler import Injection, Trace, sample
 from models.masked_diffusion.seeds import generators
+from models.masked_diffusion.stack import Passes, make_denoiser, make_passes
 from models.masked_diffusion.vocab import Vocabulary
 from models.modes import evaluating
 from models.text import normalise_caption
@@ -51,6 +52,7 @@ class Decoding:
     blocks: int
     seed: int
     remasking: str = "low_confidence"
+    block_cache: bool = False
 
 
 class MaskedDiffusionCaptioner(Captioner):
@@ -75,6 +77,10 @@ class MaskedDiffusionCaptioner(Captioner):
              help="which masked positions a step commits: the most confident (low_confidence) or random ones "
                   "(random: MDLM's ancestral sampler at temperature 1)"),
         Knob("seed", int, 0, help="noise seed; a caption depends on (image, seed) only"),
+        Knob("block_cache", bool, False,
+             help="Fast-dLLM's prefix cache with blocks > 1: a committed block's keys/values are computed once "
+                  "and reused by later blocks, so it no longer sees later tokens change (an approximation: the "
+                  "model is bidirectional); same network evaluations, each cheaper; no effect with blocks: 1"),
     )
     probes = frozenset({PROBE_RAW, PROBE_INJECTION, PROBE_SAMPLING})
     #: None: at the step that commits the slot (the analogue of "when generated"); a fraction f: at
@@ -86,6 +92,9 @@ class MaskedDiffusionCaptioner(Captioner):
     #: ancestral: random remasking, MDLM's sampler (first: the model's own sampling, the diversity
     #: phase's headline); seeds: low-confidence remasking with Gumbel noise.
     sampling_methods = ("ancestral", "seeds")
+    stacks, dtypes = ("eager", "compiled"), ("fp32", "bf16")  # models/masked_diffusion/stack.py
+    stack_notes = {"graph": "CUDA-graph capture of the decoding loop is not implemented (the threshold rule's "
+                            "data-dependent step count needs a host-side check per step)"}
     config: MDMConfig
 
     def __init__(self, config: MDMConfig):
@@ -95,6 +104,7 @@ class MaskedDiffusionCaptioner(Captioner):
         self.vocab: Vocabulary | None = None
         self.vision_config: dict[str, Any] | None = None
         self._base: tuple[Any, Trace] | None = None  # the error probe's uninjected decoding (_base_trace)
+        self._passes: Passes | None = None  # the network passes under the chosen stack (set_stack)
 
     # -- construction -----------------------------------------------------------------------------
     def build(self, captions: list[str] | None = None) -> MaskedDiffusionCaptioner:
@@ -109,6 +119,15 @@ class MaskedDiffusionCaptioner(Captioner):
 
     def module_ready(self) -> bool:
         return self.network is not None
+
+    def apply_stack(self, dtype: str, stack: str) -> None:
+        """bf16: the whole network's weights converted (the sampler's state stays fp32); compiled: the
+        per-step forward and the image K/V projection under torch.compile (models/masked_diffusion/stack.py)."""
+        if self.network is None and (dtype, stack) == ("fp32", "eager"):
+            return  # nothing built, nothing to convert; any other stack needs the network (self.module)
+        self.convert_weights(dtype, [self.module])
+        self._passes = make_passes(self.module, stack)
+        self._base = None  # a remembered decoding was made under the previous weights
 
     @property
     def module(self) -> MDMNetwork:
@@ -158,13 +177,13 @@ class MaskedDiffusionCaptioner(Captioner):
 
     def _settings(self, steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
                   threshold: float | None = None, blocks: int | None = None, seed: int = 0,
-                  remasking: str | None = None) -> Decoding:
+                  remasking: str | None = None, block_cache: bool = False) -> Decoding:
         c = self.config
         d = Decoding(c.steps if steps is None else int(steps), c.guidance if guidance is None else float(guidance),
                      c.temperature if temperature is None else float(temperature),
                      c.threshold if threshold is None else float(threshold),
                      c.blocks if blocks is None else int(blocks), int(seed),
-                     c.remasking if remasking is None else str(remasking))
+                     c.remasking if remasking is None else str(remasking), bool(block_cache))
         if d.steps < 1 or d.temperature < 0 or not 0 <= d.threshold < 1 or not 1 <= d.blocks <= c.max_tokens:
             raise ValueError(f"mdm decoding: steps >= 1, temperature >= 0, 0 <= threshold < 1 and "
                              f"1 <= blocks <= {c.max_tokens} are required, got {d}")
@@ -176,30 +195,12 @@ class MaskedDiffusionCaptioner(Captioner):
     def decode_cost(self, **decoding: Any) -> int:
         """Network evaluations per caption: the steps run (at most L; one per block at least) x 2 with
         guidance. Under the threshold rule the count depends on the data: this is its upper bound,
-        `generate` reports the actual one."""
+        `generate` reports the actual one. With `block_cache` an evaluation is still one denoiser call
+        per step, over fewer positions (block_cache.py): the count is the same, each is cheaper."""
         d = self._settings(**decoding)
         bounds = process.block_bounds(self.config.max_tokens, d.blocks)
         steps = self.config.max_tokens if d.threshold > 0 else sum(process.block_steps(d.steps, bounds))
         return steps * (2 if d.guidance != 0 else 1)
-
-    def _denoiser(self, pixel_values: torch.Tensor, guidance: float):
-        """The network as the sampler's callable; image keys/values (and the null memory's) once."""
-        network = self.module
-        denoiser = network.denoiser
-        memory = network.encode_images(pixel_values)
-        kv = denoiser.memory_kv(memory)
-        if guidance == 0:
-            return lambda x: denoiser(x, kv)
-        rows = memory.shape[0]
-        null = denoiser.memory_kv(network.null(memory[:1]))
-        both = [(torch.cat([k, k0.expand_as(k)]), torch.cat([v, v0.expand_as(v)]))
-                for (k, v), (k0, v0) in zip(kv, null, strict=True)]
-
-        def denoise(x: torch.Tensor) -> torch.Tensor:
-            logits = denoiser(torch.cat([x, x]), both)  # conditional and unconditional in one forward
-            return (1.0 + guidance) * logits[:rows] - guidance * logits[rows:]
-
-        return denoise
 
     @torch.no_grad()
     def _trace(self, pixel_values: torch.Tensor, d: Decoding, injection: Injection | None = None) -> Trace:
@@ -207,11 +208,13 @@ class MaskedDiffusionCaptioner(Captioner):
         assert self.vocab is not None
         pixel_values = pixel_values.to(self.device)
         rngs = generators(pixel_values, d.seed) if d.temperature > 0 or d.remasking == "random" else None
+        passes = self._passes if self._passes is not None else make_passes(self.module, "eager")
         with evaluating(self.module):
-            return sample(self._denoiser(pixel_values, d.guidance), pixel_values.shape[0], self.config.max_tokens,
-                          self.vocab.mask, d.steps, blocks=d.blocks, threshold=d.threshold,
-                          temperature=d.temperature, remasking=d.remasking, generators=rngs, injection=injection,
-                          device=self.device)
+            denoise, on_block = make_denoiser(self.module, passes, pixel_values, d.guidance, d.block_cache)
+            return sample(denoise, pixel_values.shape[0], self.config.max_tokens, self.vocab.mask, d.steps,
+                          blocks=d.blocks, threshold=d.threshold, temperature=d.temperature,
+                          remasking=d.remasking, generators=rngs, injection=injection, device=self.device,
+                          on_block=on_block)
 
     def _finish(self, row: Sequence[int]) -> str:
         """The caption: the raw words with consecutive repeats collapsed (LaDiC's post-process)."""

@@ -106,8 +106,10 @@ def commit_threshold(confidence: torch.Tensor, open_: torch.Tensor, threshold: f
 def sample(denoise: Denoiser, batch: int, length: int, mask_id: int, steps: int, *, blocks: int = 1,
            threshold: float = 0.0, temperature: float = 0.0, remasking: str = "low_confidence",
            generators: Sequence[torch.Generator] | None = None, injection: Injection | None = None,
-           device: torch.device | str = "cpu") -> Trace:
-    """Decode `batch` sequences of `length` tokens; see the module docstring."""
+           device: torch.device | str = "cpu", on_block: Callable[[int], None] | None = None) -> Trace:
+    """Decode `batch` sequences of `length` tokens; see the module docstring. `on_block(start)` is
+    called as each block begins: every position before `start` is then committed (the block cache's
+    hook, block_cache.py; the sampler itself never depends on it)."""
     device = torch.device(device)
     if remasking not in REMASKING:
         raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
@@ -125,6 +127,8 @@ def sample(denoise: Denoiser, batch: int, length: int, mask_id: int, steps: int,
     starts, total = [], 0
     for (start, end), block_plan in zip(bounds, block_steps(steps, bounds), strict=True):
         starts.append(calls.clone())
+        if on_block is not None:
+            on_block(start)
         in_block = torch.zeros(length, dtype=torch.bool, device=device)
         in_block[start:end] = True
         counts = transfer_counts(end - start, block_plan)
