@@ -32,8 +32,12 @@ MODES = ("reproducible", "fast")
 DEFAULT_MODE = "reproducible"
 #: What the reproducible mode sets, before torch loads. MKL_CBWR's STRICT: MKL's results stay the same
 #: on any processor with at least AVX2 (Intel's conditional numerical reproducibility).
+#: TORCHINDUCTOR_FORCE_DISABLE_CACHES: torch.compile builds its code afresh in each process instead of
+#: reusing another process's on-disk cache (one left by other runs on this machine once gave LaDiC's
+#: compiled stack an empty caption where eager and a fresh compile agree); compiled stacks pay the
+#: compile time on every run, eager (the default) nothing.
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2",
-          "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+          "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}
 #: CPU flags (as /proc/cpuinfo lists them) the AVX2 kernel paths need.
 AVX2_FLAGS = ("avx2", "fma")
 #: Environment variables carrying the mode to worker processes.
