@@ -266,6 +266,17 @@ def test_generate_reports_actual_network_evaluations(untrained):
         model.caption(pixels, blocks=0)
 
 
+def test_guidance_is_refused_for_a_model_trained_without_an_unconditional_branch(tiny_shapes, untrained):
+    _, pixels = untrained
+    plain = MaskedDiffusionCaptioner(MaskedDiffusionCaptioner.variant_config("mdm-tiny", cfg_drop_prob=0.0))
+    plain.prepare(tiny_shapes.samples("train"))
+    assert len(plain.caption(pixels, guidance=0.0)) == 4
+    with pytest.raises(ValueError, match="trained without one"):
+        plain.caption(pixels, guidance=1.0)
+    with pytest.raises(ValueError, match="trained without one"):
+        plain.decode_cost(guidance=0.5)
+
+
 @pytest.fixture(scope="module")
 def recalled(tiny_shapes):
     """mdm-tiny (a little wider) trained to recall one caption per image for 4 images."""

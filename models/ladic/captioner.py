@@ -91,9 +91,9 @@ CPU-sized variants (not in the paper):
   64 px; a 3-layer x 128 diffuser (4 heads, FFN 512, no dropout); the LM head restricted to the ids of
   the training captions (lm_vocab="train"); decoder="lm_head" (the paper's 3 upper MiniLM layers
   would triple a CPU training step); the frozen encoder's latents cached per caption (latent_cache);
-  10 sampling steps by default. On shapes (2000 training images) it needs about 6 epochs at batch 16,
-  lr 2e-3 to caption better than retrieval; sizes, stride-16 tokens, a transformer layer on the image
-  tokens, 8 heads, or d = 1 in training were all worse at that budget.
+  10 sampling steps without guidance by default; 6 epochs at batch 16, lr 2e-3 in the shapes suite
+  (both chosen on the validation split: the tables are in config.py's docstring); sizes, stride-16
+  tokens, an image-token transformer layer, 8 heads or d = 1 in training were worse at that budget.
 - ladic-tiny: the same on a 2-layer scratch BERT with a word vocabulary and 32 px images, for tests.
 """
 

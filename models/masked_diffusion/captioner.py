@@ -187,6 +187,10 @@ class MaskedDiffusionCaptioner(Captioner):
         if d.steps < 1 or d.temperature < 0 or not 0 <= d.threshold < 1 or not 1 <= d.blocks <= c.max_tokens:
             raise ValueError(f"mdm decoding: steps >= 1, temperature >= 0, 0 <= threshold < 1 and "
                              f"1 <= blocks <= {c.max_tokens} are required, got {d}")
+        if d.guidance != 0 and c.cfg_drop_prob == 0:
+            raise ValueError(f"mdm decoding: guidance={d.guidance} needs an unconditional branch, and this model "
+                             "was trained without one (cfg_drop_prob=0); use guidance 0, or train with "
+                             "cfg_drop_prob > 0")
         if d.remasking not in REMASKING or (d.remasking == "random" and d.threshold > 0):
             raise ValueError(f"mdm decoding: remasking must be one of {REMASKING}, and 'random' commits by the "
                              f"step schedule (threshold 0); got remasking={d.remasking!r}, threshold={d.threshold}")
