@@ -144,6 +144,7 @@ JOB_DIR --grid guidance=0,0.5,1,2`):
 | cfg_drop_prob 0 (no unconditional branch) | 189.2 / 180.7 / 181.7 |
 | gradient clipping at 1.0 + EMA 0.99 (cfg_drop_prob 0.1) | 200.0 / 188.5 / 219.4 |
 | the same in 10 epochs | 210.5 / 186.0 / 149.1 |
+| clipping + EMA, cfg_drop_prob 0 (the shapes suite's, from its jobs) | 195.9 / 182.7 / 205.8 |
 Guidance on the first model: w = 0 / 0.5 / 1 / 2 gave 190.1 / 182.8 / 175.1 / 150.5 (seed 0), 166.1 /
 163.6 / 165.5 / 165.3 (seed 1), 176.9 / 155.9 / 142.9 / 133.5 (seed 2): guidance never helped and costs
 twice the network evaluations, so the 10% of training spent on the unconditional branch bought nothing;
