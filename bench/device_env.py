@@ -20,9 +20,9 @@ import platform
 import statistics
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from bench.cpuinfo import cpu_model
 from bench.device_timing import now
 
 SAMPLE_INTERVAL_S = 0.5
@@ -31,19 +31,6 @@ THROTTLE_REASONS = {0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "s
                     0x8: "hw_slowdown", 0x10: "sync_boost", 0x20: "sw_thermal_slowdown",
                     0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown", 0x100: "display_clock_setting"}
 NUMERIC = ("sm_clock_mhz", "mem_clock_mhz", "power_w", "temperature_c")
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    """The processor's 'model name' from /proc/cpuinfo (platform.machine() says only 'x86_64')."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            cpuinfo = ""
-    for line in cpuinfo.splitlines():
-        if line.split(":")[0].strip() == "model name":
-            return line.split(":", 1)[1].strip()
-    return f"unknown ({platform.processor() or platform.machine() or 'no /proc/cpuinfo'})"
 
 
 def load_average() -> list[float] | str:

@@ -23,10 +23,10 @@ import json
 import os
 import platform
 import sys
-from pathlib import Path
 from typing import Any
 
 from bench.config import ConfigError
+from bench.cpuinfo import cpu_flags, cpu_model  # noqa: F401 - re-exported (bench.environment reads them here)
 
 MODES = ("reproducible", "fast")
 DEFAULT_MODE = "reproducible"
@@ -42,7 +42,6 @@ PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_
 AVX2_FLAGS = ("avx2", "fma")
 #: Environment variables carrying the mode to worker processes.
 MODE_VAR, REQUESTED_VAR = "BENCH_NUMERICS", "BENCH_NUMERICS_REQUESTED"
-CPUINFO = Path("/proc/cpuinfo")
 
 
 class NumericsError(ConfigError):
@@ -53,31 +52,6 @@ def check_mode(mode: str, where: str = "numerics") -> str:
     if mode not in MODES:
         raise NumericsError(f"{where}: unknown numerics mode {mode!r}; accepted: {', '.join(MODES)}")
     return mode
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The instruction-set flags of the first processor in /proc/cpuinfo (empty where unreadable)."""
-    text = cpuinfo if cpuinfo is not None else _read(CPUINFO)
-    for line in text.splitlines():
-        if line.split(":")[0].strip() in ("flags", "Features"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def cpu_model(cpuinfo: str | None = None) -> str:
-    """The processor's model name (/proc/cpuinfo), else what the platform module says."""
-    text = cpuinfo if cpuinfo is not None else _read(CPUINFO)
-    for line in text.splitlines():
-        if line.split(":")[0].strip() == "model name":
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def check_machine(mode: str, cpuinfo: str | None = None, machine: str | None = None) -> None:

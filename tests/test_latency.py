@@ -58,7 +58,10 @@ def test_throughput_per_batch_size(dummy):
 
 def test_environment_names_device_and_versions():
     env = environment("cpu")
-    assert env["device_type"] == "cpu" and "CPU" in env["device"] and env["torch"] == torch.__version__
+    from bench.cpuinfo import cpu_model
+
+    assert env["device_type"] == "cpu" and env["device"].startswith(cpu_model()) and env["torch"] == torch.__version__
+    assert env["device"].endswith(f"{torch.get_num_threads()} thread(s)")
 
 
 class _Linear(DummyCaptioner):

@@ -112,3 +112,12 @@ def test_cli_refuses_an_unknown_mode_before_any_job(write_config, tmp_path):
     assert out.returncode == 2
     assert "numerics" in out.stderr and "reproducible" in out.stderr and "fast" in out.stderr
     assert not (tmp_path / "results" / "s").exists()
+
+
+def test_latency_records_name_the_processor_not_just_the_architecture(monkeypatch):
+    from bench import cpuinfo
+    from bench.metrics.latency import environment
+
+    monkeypatch.setattr(cpuinfo, "read_cpuinfo", lambda path=cpuinfo.CPUINFO: "model name\t: Test Cpu 7\nflags\t: avx2 fma\n")
+    assert environment("cpu")["device"].startswith("Test Cpu 7, ")
+    assert cpuinfo.cpu_flags() == {"avx2", "fma"}

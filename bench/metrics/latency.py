@@ -32,7 +32,9 @@ def environment(device: torch.device | str, dtypes: dict[str, Any] | None = None
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
+        from bench.cpuinfo import cpu_model
+
+        name = f"{cpu_model()}, {torch.get_num_threads()} thread(s)"
     dtypes = dtypes or {"parameter_dtypes": [], "compute_dtypes": [], "autocast": None}
     return {"device": name, "device_type": device.type, "threads": torch.get_num_threads(),
             "dtype": "+".join(dtypes["compute_dtypes"] or dtypes["parameter_dtypes"]) or "none", **dtypes,
