@@ -28,6 +28,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_java)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module's tests (tiny models: threads cost more than they give), then
+    the count it had."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_shapes_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shapes")

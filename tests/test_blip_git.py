@@ -31,13 +31,7 @@ def lm_bias(captioner) -> torch.Tensor:
     return m.text_decoder.cls.predictions.decoder.bias if hasattr(m, "text_decoder") else m.output.bias
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose much on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models run faster on one
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ SAYABLE = "red blue green circle square triangle two small large on and left".sp
 PIECES = "zyxw"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose much on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models run faster on one
 
 
 def output_layer(captioner) -> torch.nn.Linear:

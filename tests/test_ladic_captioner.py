@@ -9,14 +9,7 @@ from models.ladic.captioner import LaDiCCaptioner
 from models.ladic.tokens import CaptionCodec, finish_caption, postprocess_ids
 from tasks.shapes import ShapesTask
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Test-sized networks: threads only add overhead, and oversubscribed cores make them crawl.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models run faster on one
 
 
 @pytest.fixture(scope="module")

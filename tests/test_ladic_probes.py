@@ -22,12 +22,7 @@ from tasks.shapes import ShapesTask
 DECODING = {"steps": 5, "back_and_refine": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models run faster on one
 
 
 @pytest.fixture(scope="module")

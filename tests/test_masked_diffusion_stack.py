@@ -11,13 +11,7 @@ from models.masked_diffusion.block_cache import BlockCache, prefixed_forward
 from models.masked_diffusion.captioner import MaskedDiffusionCaptioner
 from models.masked_diffusion.sampler import sample
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models run faster on one
 
 
 @pytest.fixture()

@@ -10,13 +10,7 @@ from bench.phases.latency import headline, inference_stack
 from models.ladic.captioner import LaDiCCaptioner
 from tasks.shapes import ShapesTask
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models run faster on one
 
 
 @pytest.fixture(scope="module")

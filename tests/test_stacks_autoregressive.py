@@ -9,13 +9,7 @@ from models.vit_gpt2 import VitGpt2Captioner
 from tasks.shapes import ShapesTask
 from tests.test_blip_git import make
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: small models run faster on one
 
 
 @pytest.fixture(scope="module")
