@@ -284,10 +284,8 @@ class Captioner(InferenceStacks, ABC):
 
     @property
     def random_augmentation(self) -> bool:
-        """Whether `preprocess(image, train=True)` is random (augmentation). When it is not, the training
-        loop preprocesses each image once and reuses the tensor for its other captions and epochs.
-        Default: random unless the config's `augment` field says "none"; a captioner without that
-        field whose training preprocess is deterministic may return False to be cached."""
+        """Whether `preprocess(image, train=True)` is random; if not, training preprocesses each image
+        once (bench/train_data.py). Default: random unless the config's `augment` says "none"."""
         return getattr(getattr(self, "config", None), "augment", "random") != "none"
 
     def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
