@@ -259,9 +259,9 @@ class Captioner(InferenceStacks, ABC):
         return {"paradigm": cls.paradigm, "pretraining": info.pretraining, "description": info.description,
                 "parameters": info.parameters, "trainable": cls.trainable, "probes": sorted(cls.probes),
                 "injection_levels": list(cls.injection_levels), "sampling_methods": list(cls.sampling_methods),
-                "stacks": list(cls.stacks), "dtypes": list(cls.dtypes),
-                "knobs": [{"name": k.name, "type": k.type.__name__, "default": k.default, "sweep": list(k.sweep),
-                           "cost": k.cost, "label": k.label or k.name} for k in cls.knobs]}
+                "stacks": list(cls.stacks), "dtypes": list(cls.dtypes), "knobs": [
+                    {"name": k.name, "type": k.type.__name__, "default": k.default, "sweep": list(k.sweep),
+                     "cost": k.cost, "label": k.label or k.name} for k in cls.knobs]}
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -282,10 +282,9 @@ class Captioner(InferenceStacks, ABC):
     def preprocess(self, image: Image.Image, train: bool = False) -> torch.Tensor:
         """PIL image -> tensor. Runs in DataLoader workers; `train` enables augmentation."""
 
-    @property
+    @property  # default: random unless the config's `augment` says "none"
     def random_augmentation(self) -> bool:
-        """Whether `preprocess(image, train=True)` is random; if not, training preprocesses each image
-        once (bench/train_data.py). Default: random unless the config's `augment` says "none"."""
+        """Whether `preprocess(image, train=True)` is random (else training caches it: bench/train_data.py)."""
         return getattr(getattr(self, "config", None), "augment", "random") != "none"
 
     def collate(self, images: list[torch.Tensor], captions: list[str]) -> dict[str, torch.Tensor]:
