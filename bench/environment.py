@@ -61,12 +61,12 @@ def gpu() -> dict[str, Any] | None:
 
 def capture() -> dict[str, Any]:
     """This process's environment, for a job's result.json (imports torch)."""
-    from bench import numerics
+    from bench import cpuinfo, numerics
     from bench.lockfile import installed_vs_lock
 
     commit, dirty = git_state()
-    return {"cpu_model": numerics.cpu_model(), "machine": platform.machine(),
-            "cpu_flags": sorted(numerics.cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"}),
+    return {"cpu_model": cpuinfo.cpu_model(), "machine": platform.machine(),
+            "cpu_flags": sorted(cpuinfo.cpu_flags() & {"avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"}),
             "numerics": numerics.state(), "kernels": numerics.kernels(),
             "packages": installed_vs_lock(), "python": platform.python_version(),
             "commit": commit, "dirty": dirty, "gpu": gpu()}

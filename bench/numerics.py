@@ -26,7 +26,7 @@ import sys
 from typing import Any
 
 from bench.config import ConfigError
-from bench.cpuinfo import cpu_flags, cpu_model  # noqa: F401 - re-exported (bench.environment reads them here)
+from bench.cpuinfo import cpu_flags, cpu_model
 
 MODES = ("reproducible", "fast")
 DEFAULT_MODE = "reproducible"
