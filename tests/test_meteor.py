@@ -64,3 +64,38 @@ def test_paired_tests_use_the_statistics(jar, data):
                                     n_resamples=200, meteor_score=jar.score)["METEOR"]
     assert better.score_a == pytest.approx(pycoco(jar, gts, good), abs=1e-12)
     assert better.low > 0 and better.p_value < 0.01
+
+
+# -- the pooled jar ----------------------------------------------------------------------------
+
+
+def test_scorings_share_one_jar_and_a_dead_or_failed_one_is_replaced(monkeypatch):
+    from bench.metrics import meteor
+    from bench.metrics.quality import score_captions
+
+    meteor.close_pool()
+    refs = {"a": ["a red circle above a blue square"], "b": ["two green triangles"]}
+    captions = {"a": "a red circle", "b": "three green triangles"}
+    first = score_captions(captions, refs, ("METEOR",))
+    pid = meteor._pool["meteor"].meteor_p.pid
+    with meteor.MeteorJar() as jar:  # statistics borrow the same process, and give it back
+        assert jar._meteor.meteor_p.pid == pid
+        lines = jar.stats(refs, {i: [c] for i, c in captions.items()})
+    assert meteor._pool["meteor"].meteor_p.pid == pid
+    assert score_captions(captions, refs, ("METEOR",)).corpus == first.corpus
+
+    meteor._pool["meteor"].meteor_p.kill()  # died while pooled: replaced, same scores
+    meteor._pool["meteor"].meteor_p.wait()
+    assert score_captions(captions, refs, ("METEOR",)).corpus == first.corpus
+    replaced = meteor._pool["meteor"]
+    assert replaced.meteor_p.pid != pid
+
+    with pytest.raises(RuntimeError), meteor.MeteorJar() as jar:  # failed mid-use: closed, not pooled
+        jar.score(np.array([lines["a"][:3]]))
+    assert meteor._pool["meteor"] is None and replaced.meteor_p.poll() is not None
+
+    monkeypatch.setattr(meteor, "IDLE_SECONDS", 0.2)  # unused for IDLE_SECONDS: closed
+    score_captions(captions, refs, ("METEOR",))
+    idle = meteor._pool["meteor"]
+    idle.meteor_p.wait(timeout=30)
+    assert meteor._pool["meteor"] is None

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from bench.metrics.meteor import close_pool
 from bench.metrics.quality import score_captions, spice_missing_reason
 
 pytestmark = pytest.mark.java
@@ -133,6 +134,7 @@ def test_a_german_jvm_locale_does_not_change_meteor(tiny_shapes, monkeypatch):
     refs = tiny_shapes.references("test")
     captions = _caption_set(tiny_shapes)
     plain = score_captions(captions, refs, metrics=("METEOR",))
+    close_pool()  # the jar pooled by the first scoring must not answer: a new one starts under German
     monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-Duser.language=de -Duser.country=DE")
     monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
     german = score_captions(captions, refs, metrics=("METEOR",))

@@ -16,16 +16,28 @@ returns such lines with their chunk count set to 0, which scores the same on its
 sum of lines equal to the jar's aggregate. `MeteorJar.score` sends many summed lines as the segments of one `EVAL` and reads each segment's score:
 a segment's score is computed from its statistics exactly as the aggregate is (checked by the tests
 against `Meteor().compute_score` on resampled sets). One JVM serves a whole bootstrap.
+
+Starting the jar costs about 5 s of CPU (it loads a 62 MB paraphrase table) and 1 GB of memory, so a
+process keeps one started jar between scorings (`pooled_meteor`): the jobs a Ray worker runs one after
+another, and `bench score`'s scoring then its bootstrap, share it. The jar is stateless between requests
+(each SCORE and EVAL line is answered from that line alone), so sharing it changes no score. A jar that
+died is replaced, one that failed mid-request is closed rather than pooled (its pipe may be out of step),
+and the pooled one is closed after `IDLE_SECONDS` unused and at exit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import atexit
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
 from bench.metrics.quality import english_jvm, java_missing_reason
 
+IDLE_SECONDS = 600.0  # a pooled jar unused this long is closed (its 1 GB back)
 BATCH = 4000  # summed lines per EVAL request (bounds the request line at a few hundred kB)
 # Fields of a statistics line (METEOR 1.5, MAX_MODULES = 4): test length, reference length, test and
 # reference function words, then per module (test content, reference content, test function, reference
@@ -46,22 +58,101 @@ def summable(line: Sequence[float]) -> list[float]:
     return values
 
 
+_pool: dict[str, Any] = {"meteor": None, "timer": None}
+_pool_lock = threading.Lock()
+
+
+def _start() -> Any:
+    reason = java_missing_reason()
+    if reason:
+        raise RuntimeError(f"METEOR needs Java: {reason}")
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    with english_jvm():  # the child inherits the locale at start: numbers cross the pipe as text
+        return Meteor()
+
+
+def _close(meteor: Any) -> None:
+    process = meteor.meteor_p
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        pipe.close()
+
+
+def _take() -> Any:
+    """The pooled jar if it is still running, else a new one."""
+    with _pool_lock:
+        meteor, _pool["meteor"] = _pool["meteor"], None
+        if _pool["timer"] is not None:
+            _pool["timer"].cancel()
+    if meteor is not None and meteor.meteor_p.poll() is None:
+        return meteor
+    return _start()
+
+
+def _put_back(meteor: Any) -> None:
+    """Pool `meteor` (closing the jar of an idle period that ends unused), or close it when one is pooled."""
+    with _pool_lock:
+        if _pool["meteor"] is None and meteor.meteor_p.poll() is None:
+            _pool["meteor"] = meteor
+            _pool["timer"] = threading.Timer(IDLE_SECONDS, _close_idle, args=(meteor,))
+            _pool["timer"].daemon = True
+            _pool["timer"].start()
+            return
+    _close(meteor)
+
+
+def _close_idle(meteor: Any) -> None:
+    with _pool_lock:
+        if _pool["meteor"] is not meteor:
+            return  # taken again since
+        _pool["meteor"] = None
+    _close(meteor)
+
+
+def close_pool() -> None:
+    """Close the pooled jar now, if any (the next scoring starts a new one)."""
+    with _pool_lock:
+        meteor, _pool["meteor"] = _pool["meteor"], None
+        if _pool["timer"] is not None:
+            _pool["timer"].cancel()
+    if meteor is not None:
+        _close(meteor)
+
+
+atexit.register(close_pool)
+
+
+@contextmanager
+def pooled_meteor() -> Iterator[Any]:
+    """A running pycocoevalcap `Meteor` for the duration: the process's pooled jar when it has one.
+
+    The jar goes back to the pool when the block ends normally; after an exception it is closed, since a
+    request may have been left half answered.
+    """
+    meteor = _take()
+    try:
+        yield meteor
+    except BaseException:
+        _close(meteor)
+        raise
+    _put_back(meteor)
+
+
 class MeteorJar:
-    """One METEOR 1.5 process (pycocoevalcap's jar, options and text normalisation); a context manager."""
+    """A METEOR 1.5 process (pycocoevalcap's jar, options and text normalisation) for statistics and
+    their scores; a context manager over `pooled_meteor`."""
 
     def __enter__(self) -> MeteorJar:
-        reason = java_missing_reason()
-        if reason:
-            raise RuntimeError(f"METEOR statistics need Java: {reason}")
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        with english_jvm():  # the child inherits the locale at start: numbers cross the pipe as text
-            self._meteor = Meteor()
+        self._context = pooled_meteor()
+        self._meteor = self._context.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        meteor, self._meteor = self._meteor, None
-        del meteor  # Meteor.__del__ ends the Java process
+        context, self._context, self._meteor = self._context, None, None
+        context.__exit__(*exc)
 
     def _readline(self) -> str:
         line = self._meteor.meteor_p.stdout.readline().decode().strip()
