@@ -158,8 +158,10 @@ def _score_row(job: Job, task, caption_file: CaptionFile, request: ScoreRequest,
     scores = {"split": split, "corpus": quality.corpus, "per_image": quality.per_image,
               "unavailable": quality.unavailable, "intervals": intervals, "images_scored": len(captions),
               "images_unreadable": [], "images_missing": [], "images_uncaptioned": missing,
-              "source": _source(caption_file)}
+              "source": _source(caption_file), **({"notes": quality.notes} if quality.notes else {})}
     write_json(job.dir / files.SCORES, scores)
+    for note in quality.notes:
+        echo(f"{job.label} {job.task} seed {job.seed}: {note}")
     bounds = {f"{m}_ci_{side}": iv[side] for m, iv in intervals.items() for side in ("low", "high")}
     result = {"job_id": job.job_id, "key": job.key, "suite": job.suite, "model": MODEL, "label": job.label,
               "task": job.task, "seed": job.seed, "paradigm": request.paradigm, "status": "ok",

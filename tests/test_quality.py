@@ -143,6 +143,17 @@ def test_a_german_jvm_locale_does_not_change_meteor(tiny_shapes, monkeypatch):
     assert os.environ["JAVA_TOOL_OPTIONS"] == "-Duser.language=de -Duser.country=DE"  # restored
 
 
+def test_a_runaway_caption_is_scored_as_it_is_and_named_in_the_notes():
+    refs = {"a": ["a red circle"], "b": ["two blue squares"], "c": ["a green triangle"]}
+    plain = score_captions({"a": "a red circle", "b": "two squares", "c": "a triangle"}, refs, ("BLEU-1",))
+    assert plain.notes == []
+    runaway = score_captions({"a": "a red circle", "b": " ".join(["blue"] * 101), "c": "x " * 5000}, refs,
+                             ("BLEU-1",))
+    assert runaway.notes == ["2 caption(s) over 100 words (longest: 5000 words, image c), scored as they "
+                             "are: a runaway generation?"]
+    assert 0 < runaway.corpus["BLEU-1"] < plain.corpus["BLEU-1"]  # scored, not cut
+
+
 # -- SPICE --------------------------------------------------------------------------------------
 
 

@@ -106,6 +106,18 @@ def test_caption_files_join_the_suite(write_config, tiny_shapes, tmp_path, monke
     assert again[0]["scored_before"] and again[0]["job_id"] == next(r for r in rows if r["label"] == "outside-ar")["job_id"]
 
 
+    # a runaway caption is scored as it is, and named on the console and in scores.json
+    runaway = _results_file(tmp_path / "runaway.json", samples, "")
+    rows = json.loads(runaway.read_text())
+    rows[0]["caption"] = " ".join(["circle"] * 150)
+    runaway.write_text(json.dumps(rows))
+    messages.clear()
+    long, _ = run_score(cfg, ScoreRequest("mini", "shapes", "test", "outside-long", "diffusion", [runaway],
+                                          bootstrap=0, extras={"clip": "none"}), messages.append)
+    note = f"1 caption(s) over 100 words (longest: 150 words, image {samples[0].image_id})"
+    assert any(note in m for m in messages)
+    assert note in read_json(suite_dir / long[0]["job_id"] / "scores.json")["notes"][0]
+
 def test_cli_exit_code_and_message_for_a_bad_file(write_config, tmp_path, capsys):
     config = write_config(SUITE)
     bad = tmp_path / "bad.json"

@@ -43,6 +43,11 @@ CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar
 #: Appended to the JVM's option variables for every Java child; the last of a repeated option wins, so
 #: these beat a user's `-Duser.language=de` and numbers cross the pipe with decimal points.
 ENGLISH_JVM_OPTIONS = "-Duser.language=en -Duser.country=US"
+#: A caption longer than this many words is named in the scores' notes: COCO's references run to about 50
+#: words, so such a caption is a runaway generation. It is scored as it is (what pycocoevalcap scores);
+#: BLEU, METEOR, ROUGE-L, CIDEr and their bootstrap take about a second more for 5,000 words
+#: (benchmarks/long_caption.py), SPICE parses it whole.
+LONG_CAPTION_WORDS = 100
 
 
 @dataclass
@@ -50,6 +55,7 @@ class QualityScores:
     corpus: dict[str, float]
     per_image: dict[str, dict[str, float]]
     unavailable: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the job's log and scores.json: odd captions
     # PTB-tokenised (references, captions) exactly as scored, for bootstrap statistics; not saved.
     tokenized: tuple[dict[str, list[str]], dict[str, list[str]]] | None = field(
         default=None, repr=False, compare=False)
@@ -165,7 +171,17 @@ def _score(captions: dict[str, str], references: dict[str, list[str]], metrics: 
             corpus[name] = float(score)
             for i, v in zip(ids, values, strict=True):
                 per_image[i][name] = v
-    return QualityScores(corpus, per_image, unavailable, tokenized=(gts, res))
+    return QualityScores(corpus, per_image, unavailable, _long_caption_notes(captions, ids), tokenized=(gts, res))
+
+
+def _long_caption_notes(captions: dict[str, str], ids: list[str]) -> list[str]:
+    words = {i: len(captions[i].split()) for i in ids}
+    long = [i for i in ids if words[i] > LONG_CAPTION_WORDS]
+    if not long:
+        return []
+    longest = max(long, key=words.__getitem__)
+    return [f"{len(long)} caption(s) over {LONG_CAPTION_WORDS} words (longest: {words[longest]} words, image "
+            f"{longest}), scored as they are: a runaway generation?"]
 
 
 Scorer = Callable[[dict[str, list[str]], dict[str, list[str]]], dict[str, tuple[float, list[float]]]]

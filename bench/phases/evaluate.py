@@ -70,6 +70,8 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
         "images_unreadable": skipped, "images_missing": missing, "caption_seconds": seconds,
         "decode_cost": captioner.decode_cost(**decoding),
     }
+    if quality.notes:
+        scores["notes"] = quality.notes
     if job.eval.get("bootstrap", 0):
         scores["intervals_pending"] = True
     # The scores are the record: written before the bootstrap, which may take long or fail on its own.
@@ -77,6 +79,8 @@ def _score_split(job: Job, task, captioner, captions: dict[str, str], references
     log("scores: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in quality.corpus.items()))
     for metric, reason in quality.unavailable.items():
         log(f"{metric} unavailable: {reason}")
+    for note in quality.notes:
+        log(note)
     if skipped or missing:
         log(f"skipped {len(skipped)} unreadable and {len(missing)} missing {split} image(s)")
     if scores.get("intervals_pending"):
