@@ -118,6 +118,7 @@ def test_caption_files_join_the_suite(write_config, tiny_shapes, tmp_path, monke
     assert any(note in m for m in messages)
     assert note in read_json(suite_dir / long[0]["job_id"] / "scores.json")["notes"][0]
 
+
 def test_cli_exit_code_and_message_for_a_bad_file(write_config, tmp_path, capsys):
     config = write_config(SUITE)
     bad = tmp_path / "bad.json"
