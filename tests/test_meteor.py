@@ -6,6 +6,8 @@ values come from pycocoevalcap's own `Meteor.compute_score` on that process.
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -93,6 +95,14 @@ def test_scorings_share_one_jar_and_a_dead_or_failed_one_is_replaced(monkeypatch
     with pytest.raises(RuntimeError), meteor.MeteorJar() as jar:  # failed mid-use: closed, not pooled
         jar.score(np.array([lines["a"][:3]]))
     assert meteor._pool["meteor"] is None and replaced.meteor_p.poll() is not None
+
+    with pytest.raises(OSError), meteor.pooled_meteor() as dying:  # pycocoevalcap's request fails holding
+        dying.meteor_p.kill()                                     # its lock: released, so collecting the
+        dying.meteor_p.wait()                                     # jar (its __del__ takes it) cannot hang
+        dying.compute_score({"a": refs["a"]}, {"a": [captions["a"]]})
+    assert not dying.lock.locked()
+    del dying
+    gc.collect()
 
     monkeypatch.setattr(meteor, "IDLE_SECONDS", 0.2)  # unused for IDLE_SECONDS: closed
     score_captions(captions, refs, ("METEOR",))

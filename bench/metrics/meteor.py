@@ -73,6 +73,10 @@ def _start() -> Any:
 
 
 def _close(meteor: Any) -> None:
+    # Meteor.compute_score leaves its lock held when a request fails, and Meteor.__del__ takes that lock:
+    # released here, so collecting a failed jar cannot hang.
+    if meteor.lock.locked():
+        meteor.lock.release()
     process = meteor.meteor_p
     if process.poll() is None:
         process.kill()
