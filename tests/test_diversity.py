@@ -241,7 +241,8 @@ def test_runner_writes_diversity_and_isolates_its_failure(write_config, monkeypa
 
 def test_quality_vs_diversity_figure(tmp_path):
     from bench.report.data import Entry, Run
-    from bench.report.figures import make_figures, model_styles, quality_vs_diversity
+    from bench.report.figures import make_figures, quality_vs_diversity
+    from bench.report.plotting import model_styles
 
     def entry(label, methods):
         return Entry(label, label, "shapes", "", 0, 0, [Run(result={"seed": 0, "diversity": {"methods": methods}})])

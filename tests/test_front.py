@@ -93,7 +93,7 @@ def test_front_figure_draws_fronts_and_the_pairs_targets():
 
     matplotlib.use("Agg")
     from bench.report.cost import common_targets, learned_curves, pareto_fronts
-    from bench.report.figures import model_styles
+    from bench.report.plotting import model_styles
 
     entries = [_Entry("diff", "steps", DIFF, "diffusion", 0), _Entry("ar", "num_beams", AR, "autoregressive", 1)]
     assert common_targets(learned_curves(entries)) == pytest.approx([1.70, 1.75, 1.80])

@@ -408,7 +408,8 @@ def test_figures_legible_with_a_networkless_reference(tmp_path):
     import seaborn as sns
 
     from bench.report.data import load_entries
-    from bench.report.figures import RC, figure_drawers, model_styles
+    from bench.report.figures import figure_drawers
+    from bench.report.plotting import RC, model_styles
 
     suite, results = make_suite(tmp_path)
     constant = _latency({}, 1e-6, {})

@@ -25,8 +25,9 @@ from typing import Any
 
 from bench import files
 from bench.report.data import Entry, Published, load_entries, load_published
-from bench.report.figures import FIGURES, make_figures, model_styles
+from bench.report.figures import FIGURES, make_figures
 from bench.report.footer import REPO_ROOT, Provenance, provenance
+from bench.report.plotting import model_styles
 from bench.report.tables import (
     latency_csv,
     latency_latex,

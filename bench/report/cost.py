@@ -156,12 +156,12 @@ def common_targets(curves: dict[str, tuple[str, Curve]]) -> list[float]:
 def pareto_fronts(entries, styles):
     """Each learned model's settings (CIDEr against batch-1 latency; markers) and its Pareto front
     (line), with the CIDEr targets at which pairs of paradigms are compared (dotted)."""
-    from bench.report.figures import CIDER, LATENCY, _figure, _legend, _log_axis
+    from bench.report.plotting import CIDER, LATENCY, column_figure, legend_below, log_axis
 
     curves = learned_curves(entries)
     if not curves:
         return None
-    fig, (ax,) = _figure(legend_items=len(curves) + 2)
+    fig, (ax,) = column_figure(legend_items=len(curves) + 2)
     xs = []
     for label, (_, c) in curves.items():
         style = styles[label]
@@ -174,7 +174,7 @@ def pareto_fronts(entries, styles):
     for level in common_targets(curves):
         ax.axhline(100 * level, color="0.55", linestyle=":", linewidth=0.9)
     if xs and max(xs) / max(min(xs), 1e-9) > 10:
-        _log_axis(ax.xaxis, ax.set_xscale, xs)
+        log_axis(ax.xaxis, ax.set_xscale, xs)
     ax.set(xlabel=LATENCY, ylabel=CIDER)
-    _legend(fig, styles, list(curves), [("Pareto front", "-"), ("CIDEr targets of the pairs", ":")])
+    legend_below(fig, styles, list(curves), [("Pareto front", "-"), ("CIDEr targets of the pairs", ":")])
     return fig
