@@ -287,7 +287,7 @@ def compare_suite(suite_dir: Path, results: Sequence[dict[str, Any]], n_resample
     `primary`: the quality metrics of the primary family (`compare.primary`; default DEFAULT_PRIMARY).
     """
     from bench.metrics.resampling import SEED_CORRECTION
-    from bench.metrics.stats import TWO_LEVEL_METHOD
+    from bench.metrics.seed_stats import TWO_LEVEL_METHOD
 
     suite_dir = Path(suite_dir)
     primary = list(primary or DEFAULT_PRIMARY)

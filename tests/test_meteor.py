@@ -11,7 +11,7 @@ import gc
 import numpy as np
 import pytest
 
-from bench.metrics import stats
+from bench.metrics import seed_stats, stats
 from tests.test_stats import caption_set, resampled_set
 
 pytestmark = pytest.mark.java
@@ -62,7 +62,7 @@ def test_paired_tests_use_the_statistics(jar, data):
     same = stats.paired_test(gts, good, good, "METEOR", meteor_stats=(good_lines, good_lines), n_resamples=100,
                              meteor_score=jar.score)
     assert same.delta == 0.0 and same.p_value == 1.0
-    better = stats.seed_paired_test(gts, [good], [bad], ("METEOR",), meteor_stats=([good_lines], [bad_lines]),
+    better = seed_stats.seed_paired_test(gts, [good], [bad], ("METEOR",), meteor_stats=([good_lines], [bad_lines]),
                                     n_resamples=200, meteor_score=jar.score)["METEOR"]
     assert better.score_a == pytest.approx(pycoco(jar, gts, good), abs=1e-12)
     assert better.low > 0 and better.p_value < 0.01
