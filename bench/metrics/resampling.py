@@ -1,6 +1,6 @@
 """One two-level bootstrap for every model of a task at once (the engine of bench/compare.py).
 
-bench/metrics/stats.py defines the statistics (corpus metrics recomputed per resample, seeds then images);
+bench/metrics/stats.py and seed_stats.py define the statistics (corpus metrics recomputed per resample, seeds then images);
 this module computes them for a whole suite in one pass, because the per-pair functions there redo the
 shared work once per pair. Here:
 
