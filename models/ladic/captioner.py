@@ -91,8 +91,9 @@ CPU-sized variants (not in the paper):
   64 px; a 3-layer x 128 diffuser (4 heads, FFN 512, no dropout); the LM head restricted to the training
   captions' ids (lm_vocab="train"); decoder="lm_head" (the paper's 3 upper MiniLM layers would triple a
   CPU training step); the frozen encoder's latents cached per caption (latent_cache); 10 steps without
-  guidance and 6 epochs at batch 16, lr 2e-3 (chosen on the validation split: tables in config.py);
-  larger sizes, stride-16 tokens, an image-token transformer layer, 8 heads or d = 1 were worse.
+  guidance and 6 epochs at batch 16, lr 2e-3, gradient norm clipped at 1.0 (the released code does not
+  clip; chosen on the val split: tables in config.py); larger sizes, stride-16 tokens, an image-token
+  transformer layer, 8 heads or d = 1 were worse.
 - ladic-tiny: the same on a 2-layer scratch BERT with a word vocabulary and 32 px images, for tests.
 """
 

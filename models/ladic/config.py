@@ -14,7 +14,10 @@ with `python -m bench.tune JOB_DIR --grid steps=5,10,24 --grid guidance=0,1` (--
 | 5 epochs, lr 2e-3 (the former setting) | 162.2 / 160.3 / 157.6 | 151.0 / 144.8 / 155.8 | 162.0 / 142.5 / 165.6 (B&R on) |
 | 5 epochs, lr 2e-3, EMA 0.99 | 164.5 / 139.1 / 163.4 | 154.8 / 138.0 / 155.7 | - |
 | 5 epochs, lr 3e-3 | 134.9 / 129.7 / 146.3 | 130.1 / 127.6 / 146.6 | - |
-| 6 epochs, lr 2e-3 (chosen) | 160.8 / 166.4 / 158.6 | 162.2 / 165.0 / 164.8 | 163.5 / 171.0 / 171.5 |
+| 6 epochs, lr 2e-3 | 160.8 / 166.4 / 158.6 | 162.2 / 165.0 / 164.8 | 163.5 / 171.0 / 171.5 |
+| 6 epochs, lr 2e-3, no unconditional branch (cfg_drop_prob 0) | - | - | 189.5 / 164.3 / 134.6 |
+| 6 epochs, lr 2e-3, variance dilation 1 in training (train_dilation) | - | - | 146.1 / 120.5 / 150.9 |
+| 6 epochs, lr 2e-3, gradient clipping at 1.0 (chosen) | - | - | 187.5 / 172.2 / 181.6 |
 
 After 5 epochs more sampling steps scored lower (the denoiser is not yet accurate at intermediate
 levels) and the seeds spread from 145 to 156 at the default 10 steps; one more epoch (about 27 s per
@@ -24,8 +27,17 @@ zero already averages the last steps. Guidance: w = 0 (no unconditional pass, ha
 evaluations) beat w = 1 on every seed after 6 epochs (+1.3, +6.0, +6.7) and w = 2 was the worst
 setting of every seed after 5 epochs, so ladic-mini decodes at 10 steps without guidance; the paper's
 w = 1 stays ladic-base's default. Back&Refine (the paper's) stays on: at 10 steps, w 0, after 6 epochs
-on / off gave 163.5 / 171.1, 171.0 / 169.4, 171.5 / 163.5 (the same on average). Full table of the chosen
-training (steps 5 / 10 / 24 x w 0 / 1, Back&Refine on): seed 0: 10/w0 163.5, 24/w0 163.1, 10/w1 162.2,
+on / off gave 163.5 / 171.1, 171.0 / 169.4, 171.5 / 163.5 (the same on average). Then, at that
+decoding: clipping the gradient norm at 1.0 (`train.grad_clip`, the care mdm-mini's training gets; the
+released code does not clip, at a learning rate 40x lower) raised every seed (+24.0, +1.2, +10.1), so
+the shapes suite trains ladic-mini with it; training without the unconditional branch spread the seeds
+(189.5 to 134.6) and was lower on average, so LaDiC keeps the paper's 10% (cfg_drop_prob 0.1); the
+released code's variance dilation of 4 in training beat 1 on every seed. Decoding of the clipped models
+(Back&Refine on), seeds 0 / 1 / 2: 5/w0 193.4 / 176.1 / 173.9, 5/w1 187.7 / 177.5 / 175.1, 10/w0 187.5 /
+172.2 / 181.6, 10/w1 186.5 / 180.1 / 172.8, 24/w0 179.5 / 174.7 / 189.1, 24/w1 183.1 / 166.9 / 181.6:
+means 177.2 to 181.1, every setting within the seeds' spread of every other, so the decoding stays 10
+steps without guidance. Full table of the unclipped 6-epoch training (steps 5 / 10 / 24 x w 0 / 1,
+Back&Refine on): seed 0: 10/w0 163.5, 24/w0 163.1, 10/w1 162.2,
 5/w0 161.7, 5/w1 160.8, 24/w1 158.5; seed 1: 10/w0 171.0, 24/w0 169.9, 5/w0 167.8, 5/w1 166.4, 10/w1
 165.0, 24/w1 157.9; seed 2: 10/w0 171.5, 24/w1 169.4, 10/w1 164.8, 5/w0 162.2, 5/w1 158.6, 24/w0 157.4.
 """
