@@ -91,13 +91,15 @@ def _take() -> Any:
         meteor, _pool["meteor"] = _pool["meteor"], None
         if _pool["timer"] is not None:
             _pool["timer"].cancel()
-    if meteor is not None and meteor.meteor_p.poll() is None:
-        return meteor
+    if meteor is not None:
+        if meteor.meteor_p.poll() is None:
+            return meteor
+        _close(meteor)  # died while pooled (a signal to the process group): its pipes closed here
     return _start()
 
 
 def _put_back(meteor: Any) -> None:
-    """Pool `meteor` (closing the jar of an idle period that ends unused), or close it when one is pooled."""
+    """Pool `meteor` (a timer closes it after IDLE_SECONDS unused), or close it when another is pooled."""
     with _pool_lock:
         if _pool["meteor"] is None and meteor.meteor_p.poll() is None:
             _pool["meteor"] = meteor
