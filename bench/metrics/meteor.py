@@ -85,12 +85,18 @@ def _close(meteor: Any) -> None:
         pipe.close()
 
 
-def _take() -> Any:
-    """The pooled jar if it is still running, else a new one."""
+def _pop() -> Any:
+    """The pooled jar (None if none), out of the pool, its idle timer stopped."""
     with _pool_lock:
         meteor, _pool["meteor"] = _pool["meteor"], None
         if _pool["timer"] is not None:
             _pool["timer"].cancel()
+    return meteor
+
+
+def _take() -> Any:
+    """The pooled jar if it is still running, else a new one."""
+    meteor = _pop()
     if meteor is not None:
         if meteor.meteor_p.poll() is None:
             return meteor
@@ -120,10 +126,7 @@ def _close_idle(meteor: Any) -> None:
 
 def close_pool() -> None:
     """Close the pooled jar now, if any (the next scoring starts a new one)."""
-    with _pool_lock:
-        meteor, _pool["meteor"] = _pool["meteor"], None
-        if _pool["timer"] is not None:
-            _pool["timer"].cancel()
+    meteor = _pop()
     if meteor is not None:
         _close(meteor)
 
