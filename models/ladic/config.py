@@ -18,6 +18,8 @@ with `python -m bench.tune JOB_DIR --grid steps=5,10,24 --grid guidance=0,1` (--
 | 6 epochs, lr 2e-3, no unconditional branch (cfg_drop_prob 0) | - | - | 189.5 / 164.3 / 134.6 |
 | 6 epochs, lr 2e-3, variance dilation 1 in training (train_dilation) | - | - | 146.1 / 120.5 / 150.9 |
 | 6 epochs, lr 2e-3, gradient clipping at 1.0 (chosen) | - | - | 187.5 / 172.2 / 181.6 |
+| the same with the released code's 10% warm-up (5% above) | - | - | 162.9 / 173.7 / 181.0 |
+| 6 epochs, lr 2e-3, gradient clipping at 0.5 | - | - | 154.4 / 164.4 / 158.8 |
 
 After 5 epochs more sampling steps scored lower (the denoiser is not yet accurate at intermediate
 levels) and the seeds spread from 145 to 156 at the default 10 steps; one more epoch (about 27 s per
