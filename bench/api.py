@@ -382,9 +382,7 @@ class Captioner(InferenceStacks, ABC):
         return {}
 
     def num_parameters(self) -> int:
-        if not self.trainable:
-            return 0
-        return sum(p.numel() for p in self.module.parameters())
+        return sum(p.numel() for p in self.module.parameters()) if self.trainable else 0
 
     # -- persistence --------------------------------------------------------------------------
     @abstractmethod

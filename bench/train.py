@@ -53,7 +53,7 @@ from bench.checkpoints import atomic_save as _atomic_save
 from bench.checkpoints import resume_state as _resume_state
 from bench.config import TrainConfig
 from bench.ema import EMA
-from bench.train_data import CaptionPairs, GlobalBatches, _Collate  # noqa: F401 - GlobalBatches re-exported
+from bench.train_data import CaptionPairs, CollatePairs, GlobalBatches
 
 
 @dataclass
@@ -263,7 +263,7 @@ def train(
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         batches = GlobalBatches(len(dataset), cfg.batch_size, generator, rank, world)
         loader = DataLoader(dataset, batch_sampler=batches, generator=generator,
-                            num_workers=cfg.num_workers, collate_fn=_Collate(captioner),
+                            num_workers=cfg.num_workers, collate_fn=CollatePairs(captioner),
                             persistent_workers=False, pin_memory=device.type == "cuda")
         # A fractional epoch budget (e.g. 2.5) trains the last epoch partially.
         limit = batches_per_epoch

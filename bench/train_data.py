@@ -56,7 +56,7 @@ class CaptionPairs(Dataset):
         return tensor, caption
 
 
-class _Collate:
+class CollatePairs:
     """Picklable collate (DataLoader workers) that drops unreadable images and counts them."""
 
     def __init__(self, captioner: Captioner):

@@ -48,7 +48,7 @@ def test_bad_worker_settings_name_the_key(write_config, resources, expected):
 
 
 def test_ranks_partition_each_global_batch():
-    from bench.train import GlobalBatches
+    from bench.train_data import GlobalBatches
 
     def batches(rank: int, world: int) -> list[list[int]]:
         return list(GlobalBatches(23, 5, torch.Generator().manual_seed(3), rank, world))

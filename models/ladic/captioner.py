@@ -85,15 +85,14 @@ Other choices and deviations (from both):
   apply). `models.ladic.benchmark.compare_latency` times both modes side by side.
 
 CPU-sized variants (not in the paper):
-- ladic-mini: latent space = all-MiniLM-L6-v2 split 3/3 (384-d), falling back with a warning to a
-  random BERT of that size and a word vocabulary when the package is missing; a conv image encoder
-  (4x4 patch conv, 3x3 stride-2 conv, GroupNorm; 8x8 tokens of width 128) trained from scratch at
-  64 px; a 3-layer x 128 diffuser (4 heads, FFN 512, no dropout); the LM head restricted to the training
-  captions' ids (lm_vocab="train"); decoder="lm_head" (the paper's 3 upper MiniLM layers would triple a
-  CPU training step); the frozen encoder's latents cached per caption (latent_cache); 10 steps without
-  guidance and 6 epochs at batch 16, lr 2e-3, gradient norm clipped at 1.0 (the released code does not
-  clip; chosen on the val split: tables in config.py); larger sizes, stride-16 tokens, an image-token
-  transformer layer, 8 heads or d = 1 were worse.
+- ladic-mini: latent space = all-MiniLM-L6-v2 split 3/3 (384-d; without its package, a random BERT of
+  that size on a word vocabulary, with a warning); a conv image encoder (4x4 patch conv, 3x3 stride-2
+  conv, GroupNorm; 8x8 tokens of width 128) trained from scratch at 64 px; a 3-layer x 128 diffuser (4
+  heads, FFN 512, no dropout); the LM head restricted to the training captions' ids (lm_vocab="train");
+  decoder="lm_head" (the paper's 3 upper MiniLM layers would triple a CPU step); the frozen encoder's
+  latents cached per caption (latent_cache); chosen on the val split (tables in config.py): 10 steps
+  without guidance, 6 epochs at batch 16, lr 2e-3, gradient norm clipped at 1.0 (released code: no
+  clipping); larger sizes, stride-16 tokens, an image-token layer, 8 heads or d = 1 were worse.
 - ladic-tiny: the same on a 2-layer scratch BERT with a word vocabulary and 32 px images, for tests.
 """
 
